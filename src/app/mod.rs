@@ -1,0 +1,62 @@
+//! What each command does: the edge where the pure core meets files and the terminal.
+
+mod keys;
+mod peers;
+
+use std::io::{self, IsTerminal, Write};
+
+use zeroize::Zeroizing;
+
+use crate::cli::{Cli, Command};
+use crate::error::Error;
+use crate::home::Home;
+use crate::identity::{self, IdentityError};
+
+/// Runs one command.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    let home = Home::locate(cli.home.clone())?;
+    let context = Context { home, cli: &cli };
+    match &cli.command {
+        Command::Init(args) => keys::init(&context, args),
+        Command::Fingerprint(args) => keys::fingerprint(&context, args),
+        Command::Peers(command) => peers::run(&context, command),
+    }
+}
+
+/// What every command needs: the state folder and the global options.
+struct Context<'a> {
+    home: Home,
+    cli: &'a Cli,
+}
+
+impl Context<'_> {
+    /// The passphrase for the identity key: from `--passphrase-file`, else
+    /// asked on the terminal, else an error that says how to give it.
+    fn identity_passphrase(&self) -> Result<Zeroizing<String>, IdentityError> {
+        if let Some(file) = &self.cli.passphrase_file {
+            return identity::read_passphrase_file(file);
+        }
+        let path = self.home.identity_path();
+        if !io::stdin().is_terminal() {
+            return Err(IdentityError::PassphraseUnavailable { path });
+        }
+        rpassword::prompt_password(format!("Passphrase for {}: ", path.display()))
+            .map(Zeroizing::new)
+            .map_err(|source| IdentityError::Io { path, source })
+    }
+}
+
+/// Writes to standard output. A closed pipe (`chat peers list | head`) is not
+/// an error: the reader has seen all it wanted.
+fn print_stdout(text: &str) -> Result<(), Error> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(text.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Error::io("writing to standard output")(e))
+        }
+        _ => Ok(()),
+    }
+}

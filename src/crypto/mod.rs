@@ -1,0 +1,33 @@
+//! Cryptographic building blocks. Pure: no sockets, files or terminal.
+
+pub mod fingerprint;
+pub mod keys;
+pub mod safety_number;
+
+pub use fingerprint::Fingerprint;
+pub use keys::{KeyError, PrivateKey, PublicKey};
+pub use safety_number::SafetyNumber;
+
+/// The fixed keys of `docs/vectors/keys/`, for tests.
+#[cfg(test)]
+pub(crate) mod test_keys {
+    use super::PrivateKey;
+
+    fn load(pem: &str) -> PrivateKey {
+        PrivateKey::from_pkcs8_pem(pem, || -> Result<_, ()> { unreachable!() })
+            .unwrap()
+            .unwrap()
+    }
+
+    pub fn initiator() -> PrivateKey {
+        load(include_str!("../../docs/vectors/keys/initiator.pem"))
+    }
+
+    pub fn responder() -> PrivateKey {
+        load(include_str!("../../docs/vectors/keys/responder.pem"))
+    }
+
+    pub fn transient() -> PrivateKey {
+        load(include_str!("../../docs/vectors/keys/transient.pem"))
+    }
+}
