@@ -99,6 +99,10 @@ impl PublicKey {
         modulus_bits(&self.key)
     }
 
+    pub(crate) fn rsa(&self) -> &rsa::PublicKey {
+        &self.key
+    }
+
     /// The key as a `PUBLIC KEY` PEM document (SubjectPublicKeyInfo).
     pub fn to_pem(&self) -> String {
         pem::encode_string("PUBLIC KEY", LineEnding::LF, &self.spki_der)
@@ -114,6 +118,7 @@ impl fmt::Debug for PublicKey {
 
 /// An RSA private key. Zeroized on drop (by `rsa`); `Debug` shows only the
 /// public fingerprint.
+#[cfg_attr(test, derive(Clone))]
 pub struct PrivateKey {
     key: rsa::PrivateKey,
     public: PublicKey,
@@ -211,6 +216,10 @@ impl PrivateKey {
     /// The public half.
     pub fn public(&self) -> &PublicKey {
         &self.public
+    }
+
+    pub(crate) fn rsa(&self) -> &rsa::PrivateKey {
+        &self.key
     }
 }
 

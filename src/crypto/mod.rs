@@ -1,12 +1,19 @@
 //! Cryptographic building blocks. Pure: no sockets, files or terminal.
 
+pub mod aead;
 pub mod fingerprint;
+pub mod key_transport;
 pub mod keys;
+pub mod rng;
 pub mod safety_number;
+pub mod schedule;
+pub mod signature;
 
+pub use aead::{Opener, Sealer, TrafficKey};
 pub use fingerprint::Fingerprint;
 pub use keys::{KeyError, PrivateKey, PublicKey};
 pub use safety_number::SafetyNumber;
+pub use schedule::{KeySchedule, SessionSecret, Transcript, TranscriptHash};
 
 /// The fixed keys of `docs/vectors/keys/`, for tests.
 #[cfg(test)]

@@ -1,0 +1,351 @@
+//! The record cipher: AES-256-GCM with a per-direction counter nonce
+//! (`docs/PROTOCOL.md`, "Record protection").
+//!
+//! ```text
+//! nonce = iv XOR (0x00000000 || seq as u64, big-endian)
+//! aad   = length: u32 || type: u8 || seq: u64
+//! frame = length: u32 || type: u8 || AES-256-GCM(key, nonce, aad, plaintext) || tag[16]
+//! ```
+//!
+//! A [`Sealer`] and an [`Opener`] each own one direction's key and count its
+//! records; a sequence number is never reused and never wraps.
+
+use std::fmt;
+
+use aes_gcm::aead::{AeadInOut, KeyInit};
+use aes_gcm::{Aes256Gcm, Tag};
+use subtle::ConstantTimeEq;
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::protocol::{ProtocolError, TAG_LEN};
+use crate::wire::FrameType;
+use crate::wire::frame::{HEADER_LEN, header};
+
+/// Key length of AES-256.
+pub const KEY_LEN: usize = 32;
+/// Length of the per-direction IV, and of a GCM nonce.
+pub const IV_LEN: usize = 12;
+
+/// Most plaintext one key may seal: 2^38 bytes (256 GiB), which keeps the
+/// AES-GCM confidentiality bound near 2^-60 as TLS 1.3's limits do.
+pub const MAX_SEALED_BYTES: u64 = 1 << 38;
+
+/// One direction's AES-256-GCM key and IV. Zeroized on drop; `Debug` hides
+/// it; equality is constant-time.
+#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+pub struct TrafficKey {
+    key: [u8; KEY_LEN],
+    iv: [u8; IV_LEN],
+}
+
+impl TrafficKey {
+    /// A key from its parts.
+    pub fn new(key: [u8; KEY_LEN], iv: [u8; IV_LEN]) -> Self {
+        Self { key, iv }
+    }
+
+    /// The AES key bytes (for test vectors).
+    pub fn key(&self) -> &[u8; KEY_LEN] {
+        &self.key
+    }
+
+    /// The IV bytes (for test vectors).
+    pub fn iv(&self) -> &[u8; IV_LEN] {
+        &self.iv
+    }
+}
+
+impl PartialEq for TrafficKey {
+    fn eq(&self, other: &Self) -> bool {
+        (self.key.ct_eq(&other.key) & self.iv.ct_eq(&other.iv)).into()
+    }
+}
+
+impl Eq for TrafficKey {}
+
+impl fmt::Debug for TrafficKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TrafficKey(hidden)")
+    }
+}
+
+/// AES-256-GCM with detached tags: the one primitive under [`Sealer`] and
+/// [`Opener`], open to any nonce and AAD for the Wycheproof tests.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Aes256GcmCipher(Aes256Gcm);
+
+impl Aes256GcmCipher {
+    /// A cipher under `key`.
+    pub fn new(key: &[u8; KEY_LEN]) -> Self {
+        Self(Aes256Gcm::new(key.into()))
+    }
+
+    /// Encrypts `buffer` in place and returns the tag.
+    pub fn seal(
+        &self,
+        nonce: &[u8; IV_LEN],
+        aad: &[u8],
+        buffer: &mut [u8],
+    ) -> Option<[u8; TAG_LEN]> {
+        let tag = self
+            .0
+            .encrypt_inout_detached(nonce.into(), aad, buffer.into())
+            .ok()?;
+        Some(tag.into())
+    }
+
+    /// Decrypts `buffer` in place if `tag` authenticates it; on failure the
+    /// buffer's contents are unspecified and must not be used.
+    pub fn open(
+        &self,
+        nonce: &[u8; IV_LEN],
+        aad: &[u8],
+        buffer: &mut [u8],
+        tag: &[u8; TAG_LEN],
+    ) -> bool {
+        self.0
+            .decrypt_inout_detached(nonce.into(), aad, buffer.into(), &Tag::from(*tag))
+            .is_ok()
+    }
+}
+
+/// The state shared by both ends of one direction.
+#[cfg_attr(test, derive(Clone))]
+struct Direction {
+    cipher: Aes256GcmCipher,
+    iv: [u8; IV_LEN],
+    seq: u64,
+}
+
+impl Direction {
+    fn new(key: &TrafficKey) -> Self {
+        Self {
+            cipher: Aes256GcmCipher::new(&key.key),
+            iv: key.iv,
+            seq: 0,
+        }
+    }
+
+    /// The nonce and AAD for the next record, or an error if the sequence
+    /// number space is spent. The last value, 2^64 - 1, is never used.
+    fn next(&mut self, frame_header: &[u8]) -> Result<([u8; IV_LEN], [u8; 13]), ProtocolError> {
+        if self.seq == u64::MAX {
+            return Err(ProtocolError::Exhausted("record sequence number"));
+        }
+        let seq = self.seq.to_be_bytes();
+        let mut nonce = self.iv;
+        for (n, s) in nonce[4..].iter_mut().zip(seq) {
+            *n ^= s;
+        }
+        let mut aad = [0u8; 13];
+        aad[..HEADER_LEN].copy_from_slice(frame_header);
+        aad[HEADER_LEN..].copy_from_slice(&seq);
+        self.seq += 1;
+        Ok((nonce, aad))
+    }
+}
+
+impl Drop for Direction {
+    fn drop(&mut self) {
+        self.iv.zeroize();
+    }
+}
+
+/// Encrypts one direction's records.
+#[cfg_attr(test, derive(Clone))]
+pub struct Sealer {
+    direction: Direction,
+    sealed_bytes: u64,
+}
+
+impl Sealer {
+    /// A sealer starting at sequence number 0.
+    pub fn new(key: &TrafficKey) -> Self {
+        Self {
+            direction: Direction::new(key),
+            sealed_bytes: 0,
+        }
+    }
+
+    /// The sequence number the next record will use.
+    pub fn seq(&self) -> u64 {
+        self.direction.seq
+    }
+
+    /// Seals a record in place. `frame` is laid out as
+    /// `[HEADER_LEN bytes, any][plaintext][TAG_LEN bytes, any]`; on return it
+    /// is the complete frame to send.
+    pub fn seal_in_place(&mut self, typ: FrameType, frame: &mut [u8]) -> Result<(), ProtocolError> {
+        let plaintext_len =
+            frame
+                .len()
+                .checked_sub(HEADER_LEN + TAG_LEN)
+                .ok_or(ProtocolError::Misuse(
+                    "record buffer shorter than header and tag",
+                ))?;
+        let sealed_bytes = self.sealed_bytes + plaintext_len as u64;
+        if sealed_bytes > MAX_SEALED_BYTES {
+            return Err(ProtocolError::Exhausted("256 GiB sent under one key"));
+        }
+        let head = header(typ, plaintext_len + TAG_LEN);
+        let (nonce, aad) = self.direction.next(&head)?;
+        self.sealed_bytes = sealed_bytes;
+        let (head_out, rest) = frame.split_at_mut(HEADER_LEN);
+        head_out.copy_from_slice(&head);
+        let (body, tag_out) = rest.split_at_mut(plaintext_len);
+        let tag = self
+            .direction
+            .cipher
+            .seal(&nonce, &aad, body)
+            .ok_or(ProtocolError::Exhausted("record too long for AES-GCM"))?;
+        tag_out.copy_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Appends the sealed record carrying `plaintext` to `out`.
+    pub fn seal(
+        &mut self,
+        typ: FrameType,
+        plaintext: &[u8],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        let start = out.len();
+        out.resize(start + HEADER_LEN, 0);
+        out.extend_from_slice(plaintext);
+        out.resize(out.len() + TAG_LEN, 0);
+        let sealed = self.seal_in_place(typ, &mut out[start..]);
+        if sealed.is_err() {
+            out.truncate(start);
+        }
+        sealed
+    }
+}
+
+/// Decrypts one direction's records.
+#[cfg_attr(test, derive(Clone))]
+pub struct Opener(Direction);
+
+impl Opener {
+    /// An opener starting at sequence number 0.
+    pub fn new(key: &TrafficKey) -> Self {
+        Self(Direction::new(key))
+    }
+
+    /// The sequence number the next record must carry.
+    pub fn seq(&self) -> u64 {
+        self.0.seq
+    }
+
+    /// Opens a whole frame in place and returns its type byte and plaintext.
+    /// Any failure, whatever its cause, is [`ProtocolError::AuthenticationFailed`]
+    /// and nothing of the frame is returned.
+    pub fn open_in_place<'f>(
+        &mut self,
+        frame: &'f mut [u8],
+    ) -> Result<(u8, &'f mut [u8]), ProtocolError> {
+        if frame.len() < HEADER_LEN + TAG_LEN {
+            return Err(ProtocolError::AuthenticationFailed);
+        }
+        let (head, rest) = frame.split_at_mut(HEADER_LEN);
+        let (nonce, aad) = self.0.next(head)?;
+        let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
+        let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("tag length");
+        if !self.0.cipher.open(&nonce, &aad, body, tag) {
+            return Err(ProtocolError::AuthenticationFailed);
+        }
+        Ok((head[4], body))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(byte: u8) -> TrafficKey {
+        TrafficKey::new([byte; 32], [byte ^ 0x55; 12])
+    }
+
+    #[test]
+    fn seal_open_round_trip_in_order_only() {
+        let mut sealer = Sealer::new(&key(1));
+        let mut records = Vec::new();
+        for text in [&b"one"[..], b"", b"three"] {
+            let mut out = Vec::new();
+            sealer.seal(FrameType::MessageData, text, &mut out).unwrap();
+            records.push(out);
+        }
+        let mut opener = Opener::new(&key(1));
+        for (record, text) in records.iter().zip([&b"one"[..], b"", b"three"]) {
+            let mut frame = record.clone();
+            let (typ, plain) = opener.open_in_place(&mut frame).unwrap();
+            assert_eq!((typ, &*plain), (FrameType::MessageData as u8, text));
+        }
+        // Replaying the first record to a fresh opener at a later position fails.
+        let mut opener = Opener::new(&key(1));
+        opener.open_in_place(&mut records[0].clone()).unwrap();
+        assert_eq!(
+            opener.open_in_place(&mut records[0].clone()).unwrap_err(),
+            ProtocolError::AuthenticationFailed
+        );
+        // The wrong key fails.
+        let mut other = Opener::new(&key(2));
+        assert!(other.open_in_place(&mut records[0].clone()).is_err());
+    }
+
+    #[test]
+    fn every_byte_of_a_record_is_authenticated() {
+        let mut out = Vec::new();
+        Sealer::new(&key(3))
+            .seal(FrameType::Receipt, b"12345678", &mut out)
+            .unwrap();
+        for i in 0..out.len() {
+            for bit in 0..8 {
+                let mut frame = out.clone();
+                frame[i] ^= 1 << bit;
+                assert!(
+                    Opener::new(&key(3)).open_in_place(&mut frame).is_err(),
+                    "flip of bit {bit} in byte {i} went unnoticed"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn sequence_numbers_never_wrap() {
+        let mut sealer = Sealer::new(&key(4));
+        sealer.direction.seq = u64::MAX - 1;
+        let mut out = Vec::new();
+        sealer.seal(FrameType::Keepalive, b"", &mut out).unwrap();
+        let before = out.len();
+        assert_eq!(
+            sealer
+                .seal(FrameType::Keepalive, b"", &mut out)
+                .unwrap_err(),
+            ProtocolError::Exhausted("record sequence number")
+        );
+        assert_eq!(out.len(), before, "nothing appended on refusal");
+        let mut opener = Opener::new(&key(4));
+        opener.0.seq = u64::MAX;
+        assert!(opener.open_in_place(&mut out.clone()).is_err());
+    }
+
+    #[test]
+    fn one_key_seals_at_most_256_gib() {
+        let mut sealer = Sealer::new(&key(5));
+        sealer.sealed_bytes = MAX_SEALED_BYTES - 3;
+        let mut out = Vec::new();
+        sealer
+            .seal(FrameType::MessageData, b"abc", &mut out)
+            .unwrap();
+        assert!(sealer.seal(FrameType::MessageData, b"d", &mut out).is_err());
+        sealer.seal(FrameType::Close, b"", &mut out).unwrap();
+    }
+
+    #[test]
+    fn debug_hides_keys() {
+        assert_eq!(format!("{:?}", key(9)), "TrafficKey(hidden)");
+        assert_eq!(key(9), key(9));
+        assert_ne!(key(9), key(8));
+    }
+}

@@ -1,0 +1,400 @@
+//! The handshake with fixed randomness: both roles complete, and every
+//! byte of every flight is protected.
+
+use rand::SeedableRng;
+use rand::rngs::ChaCha20Rng;
+
+use super::*;
+use crate::crypto::test_keys;
+use crate::protocol::MAX_HANDSHAKE_FRAME;
+use crate::session::Event;
+use crate::wire::FrameDecoder;
+
+fn rng(seed: u8) -> ChaCha20Rng {
+    ChaCha20Rng::from_seed([seed; 32])
+}
+
+/// Splits a flight into exactly `n` frames, or fails as a peer would.
+fn frames(flight: &[u8], n: usize) -> Result<Vec<Vec<u8>>, ProtocolError> {
+    let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
+    decoder.push(flight);
+    let mut out = Vec::new();
+    while let Some(frame) = decoder.next_frame()? {
+        out.push(frame.to_vec());
+    }
+    if out.len() != n || decoder.is_mid_frame() {
+        return Err(ProtocolError::Malformed {
+            what: "flight",
+            problem: "not the expected frames",
+        });
+    }
+    Ok(out)
+}
+
+/// Every state of an honest handshake, and the flights it produced.
+struct Honest {
+    flights: [Vec<u8>; 5],
+    initiator_sent_hello: InitiatorExpectServerHello,
+    responder_new: Responder,
+    responder_sent_hello: ResponderExpectKeyTransport,
+    initiator_sent_transport: InitiatorExpectResponderIdentity,
+    responder_sent_auth: ResponderExpectInitiatorIdentity,
+    identity_i: PrivateKey,
+    identity_r: PrivateKey,
+}
+
+fn honest() -> Honest {
+    let identity_i = test_keys::initiator();
+    let identity_r = test_keys::responder();
+    let responder_new = Responder::new(test_keys::transient()).unwrap();
+    let (initiator_sent_hello, m1) = Initiator::start(&mut rng(1));
+    let (responder_sent_hello, m2) = responder_new
+        .clone()
+        .read_client_hello(&mut rng(2), &m1)
+        .unwrap();
+    let (initiator_sent_transport, m3) = initiator_sent_hello
+        .clone()
+        .read_server_hello(&mut rng(3), &m2)
+        .unwrap();
+    let (responder_sent_auth, m45) = responder_sent_hello
+        .clone()
+        .read_key_transport(&mut rng(4), &identity_r, "bob", &m3)
+        .unwrap();
+    let mut h = Honest {
+        flights: [m1, m2, m3, m45, Vec::new()],
+        initiator_sent_hello,
+        responder_new,
+        responder_sent_hello,
+        initiator_sent_transport,
+        responder_sent_auth,
+        identity_i,
+        identity_r,
+    };
+    let (_, m67) = h.run_from_m45(h.flights[3].clone()).unwrap();
+    h.flights[4] = m67;
+    h
+}
+
+impl Honest {
+    fn run_from_m1(&self, m1: Vec<u8>) -> Result<(Established, Established), ProtocolError> {
+        let [m1] = <[Vec<u8>; 1]>::try_from(frames(&m1, 1)?).unwrap();
+        let (r, m2) = self
+            .responder_new
+            .clone()
+            .read_client_hello(&mut rng(2), &m1)?;
+        self.run_from_m2_with(r, m2)
+    }
+
+    fn run_from_m2_with(
+        &self,
+        responder: ResponderExpectKeyTransport,
+        m2: Vec<u8>,
+    ) -> Result<(Established, Established), ProtocolError> {
+        let [m2] = <[Vec<u8>; 1]>::try_from(frames(&m2, 1)?).unwrap();
+        let (i, m3) = self
+            .initiator_sent_hello
+            .clone()
+            .read_server_hello(&mut rng(3), &m2)?;
+        self.run_from_m3_with(i, responder, m3)
+    }
+
+    fn run_from_m3_with(
+        &self,
+        initiator: InitiatorExpectResponderIdentity,
+        responder: ResponderExpectKeyTransport,
+        m3: Vec<u8>,
+    ) -> Result<(Established, Established), ProtocolError> {
+        let [m3] = <[Vec<u8>; 1]>::try_from(frames(&m3, 1)?).unwrap();
+        let (r, m45) = responder.read_key_transport(&mut rng(4), &self.identity_r, "bob", &m3)?;
+        let (i, r) = (initiator, r);
+        let (established_i, m67) = Self::initiator_reads_m45(i, m45, &self.identity_i)?;
+        let established_r = Self::responder_reads_m67(r, m67)?;
+        Ok((established_i, established_r))
+    }
+
+    fn run_from_m45(&self, m45: Vec<u8>) -> Result<(Established, Vec<u8>), ProtocolError> {
+        Self::initiator_reads_m45(self.initiator_sent_transport.clone(), m45, &self.identity_i)
+    }
+
+    fn run_from_m67(&self, m67: Vec<u8>) -> Result<Established, ProtocolError> {
+        Self::responder_reads_m67(self.responder_sent_auth.clone(), m67)
+    }
+
+    fn initiator_reads_m45(
+        initiator: InitiatorExpectResponderIdentity,
+        m45: Vec<u8>,
+        identity: &PrivateKey,
+    ) -> Result<(Established, Vec<u8>), ProtocolError> {
+        let [mut m4, mut m5] = <[Vec<u8>; 2]>::try_from(frames(&m45, 2)?).unwrap();
+        let verified = initiator
+            .read_responder_identity(&mut m4)?
+            .read_responder_auth(&mut m5)?;
+        verified.finish(&mut rng(5), identity, "ada")
+    }
+
+    fn responder_reads_m67(
+        responder: ResponderExpectInitiatorIdentity,
+        m67: Vec<u8>,
+    ) -> Result<Established, ProtocolError> {
+        let [mut m6, mut m7] = <[Vec<u8>; 2]>::try_from(frames(&m67, 2)?).unwrap();
+        responder
+            .read_initiator_identity(&mut m6)?
+            .read_initiator_auth(&mut m7)
+    }
+
+    /// Runs the whole handshake with flight `k` replaced.
+    fn run_with_flight(&self, k: usize, flight: Vec<u8>) -> Result<(), ProtocolError> {
+        match k {
+            0 => self.run_from_m1(flight).map(drop),
+            1 => self
+                .run_from_m2_with(self.responder_sent_hello.clone(), flight)
+                .map(drop),
+            2 => self
+                .run_from_m3_with(
+                    self.initiator_sent_transport.clone(),
+                    self.responder_sent_hello.clone(),
+                    flight,
+                )
+                .map(drop),
+            3 => {
+                let (_, m67) = self.run_from_m45(flight)?;
+                self.run_from_m67(m67).map(drop)
+            }
+            4 => self.run_from_m67(flight).map(drop),
+            _ => unreachable!(),
+        }
+    }
+}
+
+#[test]
+fn both_roles_complete_and_agree() {
+    let h = honest();
+    let (mut i, mut r) = h.run_from_m1(h.flights[0].clone()).unwrap();
+    assert_eq!(i.transcript_hash, r.transcript_hash);
+    assert_eq!(i.peer.key, *h.identity_r.public());
+    assert_eq!(i.peer.nickname, "bob");
+    assert_eq!(r.peer.key, *h.identity_i.public());
+    assert_eq!(r.peer.nickname, "ada");
+
+    // The application keys work in both directions, and only in their own.
+    let mut wire = Vec::new();
+    i.session
+        .send()
+        .message(b"hello bob", 4, &mut wire)
+        .unwrap();
+    let mut decoder = FrameDecoder::new(crate::protocol::MAX_RECORD_FRAME);
+    decoder.push(&wire);
+    let mut text = Vec::new();
+    while let Some(frame) = decoder.next_frame().unwrap() {
+        match r.session.recv().open(frame).unwrap() {
+            Event::MessageData { data, .. } | Event::MessageEnd { data, .. } => {
+                text.extend_from_slice(data)
+            }
+            _ => {}
+        }
+    }
+    assert_eq!(text, b"hello bob");
+    let mut back = Vec::new();
+    r.session.send().receipt(1, &mut back).unwrap();
+    let mut decoder = FrameDecoder::new(crate::protocol::MAX_RECORD_FRAME);
+    decoder.push(&back);
+    let frame = decoder.next_frame().unwrap().unwrap();
+    assert_eq!(
+        i.session.recv().open(frame).unwrap(),
+        Event::Receipt { id: 1 }
+    );
+}
+
+#[test]
+fn the_same_randomness_gives_the_same_bytes() {
+    let (a, b) = (honest(), honest());
+    assert_eq!(a.flights, b.flights);
+}
+
+/// Flipping any one bit of any byte of any flight, in either direction,
+/// makes the handshake fail.
+#[test]
+fn every_flipped_byte_of_every_flight_fails() {
+    let h = honest();
+    let mut cases = 0;
+    for (k, flight) in h.flights.iter().enumerate() {
+        for offset in 0..flight.len() {
+            let mut tampered = flight.clone();
+            tampered[offset] ^= 0x01 << (offset % 8);
+            assert!(
+                h.run_with_flight(k, tampered).is_err(),
+                "flight {k}, byte {offset} flipped: the handshake still completed"
+            );
+            cases += 1;
+        }
+    }
+    assert!(cases > 1500, "{cases} cases");
+}
+
+#[test]
+fn truncated_or_extended_flights_fail() {
+    let h = honest();
+    for (k, flight) in h.flights.iter().enumerate() {
+        for cut in [1, 5, flight.len() / 2, flight.len() - 1] {
+            assert!(
+                h.run_with_flight(k, flight[..cut].to_vec()).is_err(),
+                "flight {k} cut at {cut}"
+            );
+        }
+        let mut longer = flight.clone();
+        longer.push(0);
+        assert!(h.run_with_flight(k, longer).is_err(), "flight {k} extended");
+    }
+}
+
+#[test]
+fn unknown_version_is_refused_with_a_reason() {
+    let h = honest();
+    let mut m1 = h.flights[0].clone();
+    m1[9] = 2; // the version byte: 4 length, 1 type, 4 magic
+    let err = h
+        .responder_new
+        .clone()
+        .read_client_hello(&mut rng(2), &m1)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 }
+    );
+    // The responder's refusal tells the initiator which version it speaks.
+    let reply = refusal(RefusalReason::UnsupportedVersion);
+    let err = h
+        .initiator_sent_hello
+        .clone()
+        .read_server_hello(&mut rng(3), &reply)
+        .unwrap_err();
+    assert_eq!(
+        err,
+        ProtocolError::UnsupportedVersion { theirs: 1, ours: 1 }
+    );
+    let busy = refusal(RefusalReason::Busy);
+    assert_eq!(
+        h.initiator_sent_hello
+            .clone()
+            .read_server_hello(&mut rng(3), &busy)
+            .unwrap_err(),
+        ProtocolError::Refused(RefusalReason::Busy)
+    );
+}
+
+/// A ResponderIdentity that names another key, correctly encrypted (the
+/// attacker here knows the handshake keys), still fails: the signature is
+/// checked against the announced key.
+#[test]
+fn a_swapped_identity_fails_the_signature_check() {
+    let responder = Responder::new_traced(test_keys::transient(), true).unwrap();
+    let (initiator, m1) = Initiator::start(&mut rng(1));
+    let (responder, m2) = responder.read_client_hello(&mut rng(2), &m1).unwrap();
+    let (initiator, m3) = initiator.read_server_hello(&mut rng(3), &m2).unwrap();
+    let identity_r = test_keys::responder();
+    let (_, m45) = responder
+        .read_key_transport(&mut rng(4), &identity_r, "bob", &m3)
+        .unwrap();
+    let frames = frames(&m45, 2).unwrap();
+    // Re-seal m4 with the initiator's key in place of the responder's.
+    let mut secret_transcript = Transcript::new();
+    secret_transcript.add(FrameType::ClientHello, frame::body(&m1));
+    secret_transcript.add(FrameType::ServerHello, frame::body(&m2));
+    secret_transcript.add(FrameType::KeyTransport, frame::body(&m3));
+    let th3 = secret_transcript.hash();
+    let secret = key_transport::unwrap(
+        &mut rng(9),
+        &test_keys::transient(),
+        KeyTransport::decode(frame::body(&m3)).unwrap().wrapped,
+    )
+    .unwrap();
+    let keys = KeySchedule::new(&secret).handshake_keys(&th3);
+    let mut sealer = Sealer::new(&keys.r2i);
+    let other = test_keys::initiator();
+    let mut forged = Vec::new();
+    sealer
+        .seal(
+            FrameType::ResponderIdentity,
+            &identity_body(&other, "bob").unwrap(),
+            &mut forged,
+        )
+        .unwrap();
+    let mut m5 = frames[1].clone();
+    let initiator = initiator.read_responder_identity(&mut forged).unwrap();
+    assert_eq!(
+        initiator.read_responder_auth(&mut m5).err().unwrap(),
+        ProtocolError::AuthenticationFailed
+    );
+}
+
+#[test]
+fn an_initiator_can_abandon_without_revealing_itself() {
+    let h = honest();
+    let [mut m4, mut m5] = <[Vec<u8>; 2]>::try_from(frames(&h.flights[3], 2).unwrap()).unwrap();
+    let verified = h
+        .initiator_sent_transport
+        .clone()
+        .read_responder_identity(&mut m4)
+        .unwrap()
+        .read_responder_auth(&mut m5)
+        .unwrap();
+    let mut close = verified.abandon(CloseReason::Untrusted);
+    assert_eq!(
+        h.responder_sent_auth
+            .clone()
+            .read_initiator_identity(&mut close)
+            .err()
+            .unwrap(),
+        ProtocolError::Abandoned(CloseReason::Untrusted)
+    );
+}
+
+#[test]
+fn messages_out_of_order_are_refused() {
+    let h = honest();
+    // The responder's flight arriving where ServerHello is expected.
+    assert!(
+        h.initiator_sent_hello
+            .clone()
+            .read_server_hello(&mut rng(3), &frames(&h.flights[3], 2).unwrap()[0])
+            .is_err()
+    );
+    // ClientHello twice.
+    assert!(
+        h.responder_sent_hello
+            .clone()
+            .read_key_transport(&mut rng(4), &h.identity_r, "bob", &h.flights[0])
+            .is_err()
+    );
+    // m5 before m4 (sequence numbers and types both disagree).
+    let [_, mut m5] = <[Vec<u8>; 2]>::try_from(frames(&h.flights[3], 2).unwrap()).unwrap();
+    assert!(
+        h.initiator_sent_transport
+            .clone()
+            .read_responder_identity(&mut m5)
+            .is_err()
+    );
+}
+
+#[test]
+fn a_replayed_key_transport_fails_against_a_fresh_transient_key() {
+    let h = honest();
+    // The same ClientHello and KeyTransport, replayed to a responder that has
+    // a new transient key, as a server would after the first session.
+    let fresh = Responder::new(PrivateKey::generate(&mut rng(7), TRANSIENT_BITS).unwrap()).unwrap();
+    let (responder, _) = fresh.read_client_hello(&mut rng(8), &h.flights[0]).unwrap();
+    assert_eq!(
+        responder
+            .read_key_transport(&mut rng(4), &h.identity_r, "bob", &h.flights[2])
+            .err()
+            .unwrap(),
+        ProtocolError::AuthenticationFailed
+    );
+}
+
+#[test]
+fn secrets_do_not_show_in_debug() {
+    let secret = SessionSecret::new([0xAB; 32]);
+    assert!(!format!("{secret:?}").contains("171"));
+    assert!(!format!("{secret:?}").to_lowercase().contains("ab"));
+}

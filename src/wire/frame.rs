@@ -1,0 +1,220 @@
+//! Frames: `length: u32 | type: u8 | body`, where `length` counts the type
+//! byte and the body. The decoder takes bytes as they arrive and hands out
+//! whole frames, checking each length against the current limit before it
+//! reserves a byte of memory for the frame.
+
+use super::FrameType;
+use crate::protocol::ProtocolError;
+
+/// Bytes before a frame's body: the length and the type.
+pub const HEADER_LEN: usize = 5;
+
+/// The least free space [`FrameDecoder::spare`] offers for a read.
+const MIN_READ: usize = 16 * 1024;
+
+/// The header of a frame whose type and body together are `length` bytes.
+pub fn header(typ: FrameType, body_len: usize) -> [u8; HEADER_LEN] {
+    let length = u32::try_from(body_len + 1).expect("frame length fits a u32");
+    let mut header = [0u8; HEADER_LEN];
+    header[..4].copy_from_slice(&length.to_be_bytes());
+    header[4] = typ as u8;
+    header
+}
+
+/// A whole plaintext frame.
+pub fn encode(typ: FrameType, body: &[u8]) -> Vec<u8> {
+    let mut frame = Vec::with_capacity(HEADER_LEN + body.len());
+    frame.extend_from_slice(&header(typ, body.len()));
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// The type byte of a whole frame.
+pub fn type_byte(frame: &[u8]) -> u8 {
+    frame[4]
+}
+
+/// The body of a whole frame.
+pub fn body(frame: &[u8]) -> &[u8] {
+    &frame[HEADER_LEN..]
+}
+
+/// Splits a byte stream into frames.
+#[derive(Debug)]
+pub struct FrameDecoder {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    limit: u32,
+}
+
+impl FrameDecoder {
+    /// A decoder that refuses frames whose `length` exceeds `limit`.
+    pub fn new(limit: u32) -> Self {
+        Self {
+            buf: Vec::new(),
+            start: 0,
+            end: 0,
+            limit,
+        }
+    }
+
+    /// Changes the length limit, e.g. once the handshake is over.
+    pub fn set_limit(&mut self, limit: u32) {
+        self.limit = limit;
+    }
+
+    /// Bytes received but not yet returned as frames.
+    pub fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    /// Whether a frame has been started but not completed.
+    pub fn is_mid_frame(&self) -> bool {
+        self.buffered() > 0
+    }
+
+    /// Total size (header included) of the frame at the front, once its
+    /// length is known and within the limit.
+    fn front_frame_len(&self) -> Result<Option<usize>, ProtocolError> {
+        let pending = &self.buf[self.start..self.end];
+        let Some(length) = pending.first_chunk::<4>() else {
+            return Ok(None);
+        };
+        let length = u32::from_be_bytes(*length);
+        if length == 0 {
+            return Err(ProtocolError::Malformed {
+                what: "frame",
+                problem: "zero length",
+            });
+        }
+        if length > self.limit {
+            return Err(ProtocolError::FrameTooLarge {
+                length,
+                limit: self.limit,
+            });
+        }
+        Ok(Some(4 + length as usize))
+    }
+
+    /// Free space to read the next bytes into; report how many arrived with
+    /// [`filled`](Self::filled). Grows the buffer only as far as the frame
+    /// being received needs, so memory stays below `limit` plus 16 KiB.
+    pub fn spare(&mut self) -> &mut [u8] {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        }
+        // How many bytes we want room for, counted from the front frame.
+        let frame_len = self.front_frame_len().ok().flatten().unwrap_or(0);
+        let need = frame_len.max(self.buffered() + MIN_READ);
+        if self.start > 0 && self.buf.len() - self.start < need {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.start < need {
+            self.buf.resize(self.start + need, 0);
+        }
+        &mut self.buf[self.end..]
+    }
+
+    /// Records that `n` bytes were written at the start of [`spare`](Self::spare).
+    pub fn filled(&mut self, n: usize) {
+        assert!(self.end + n <= self.buf.len(), "filled more than spare");
+        self.end += n;
+    }
+
+    /// Copies `data` in (for callers that already hold the bytes).
+    pub fn push(&mut self, mut data: &[u8]) {
+        while !data.is_empty() {
+            let spare = self.spare();
+            let n = spare.len().min(data.len());
+            spare[..n].copy_from_slice(&data[..n]);
+            self.filled(n);
+            data = &data[n..];
+        }
+    }
+
+    /// The next whole frame (header included), if one has arrived. The frame
+    /// is mutable so that records can be decrypted in place.
+    pub fn next_frame(&mut self) -> Result<Option<&mut [u8]>, ProtocolError> {
+        match self.front_frame_len()? {
+            Some(len) if self.buffered() >= len => {
+                let frame = &mut self.buf[self.start..self.start + len];
+                self.start += len;
+                // A frame must at least carry its type byte; checked above.
+                Ok(Some(frame))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn frames(decoder: &mut FrameDecoder) -> Vec<Vec<u8>> {
+        let mut out = Vec::new();
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            out.push(frame.to_vec());
+        }
+        out
+    }
+
+    #[test]
+    fn splits_a_stream_fed_one_byte_at_a_time() {
+        let a = encode(FrameType::ClientHello, b"hello");
+        let b = encode(FrameType::Keepalive, b"");
+        let stream = [a.clone(), b.clone()].concat();
+        let mut decoder = FrameDecoder::new(100);
+        let mut got = Vec::new();
+        for byte in &stream {
+            decoder.push(std::slice::from_ref(byte));
+            got.extend(frames(&mut decoder));
+        }
+        assert_eq!(got, vec![a, b]);
+        assert!(!decoder.is_mid_frame());
+    }
+
+    #[test]
+    fn refuses_oversized_and_empty_frames_before_allocating() {
+        let mut decoder = FrameDecoder::new(4096);
+        decoder.push(&[0xFF, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            decoder.next_frame().unwrap_err(),
+            ProtocolError::FrameTooLarge {
+                length: u32::MAX,
+                limit: 4096
+            }
+        );
+        // Asking for space again does not grow the buffer toward 4 GiB.
+        assert!(decoder.spare().len() < 64 * 1024);
+
+        let mut decoder = FrameDecoder::new(4096);
+        decoder.push(&[0, 0, 0, 0]);
+        assert!(decoder.next_frame().is_err());
+    }
+
+    #[test]
+    fn memory_stays_bounded_while_streaming_large_frames() {
+        let limit = 300_000;
+        let mut decoder = FrameDecoder::new(limit);
+        let frame = encode(FrameType::MessageData, &vec![7u8; 200_000]);
+        for _ in 0..50 {
+            let mut rest = &frame[..];
+            while !rest.is_empty() {
+                let spare = decoder.spare();
+                let n = spare.len().min(rest.len()).min(40_000);
+                spare[..n].copy_from_slice(&rest[..n]);
+                decoder.filled(n);
+                rest = &rest[n..];
+                while let Some(got) = decoder.next_frame().unwrap() {
+                    assert_eq!(got.len(), frame.len());
+                }
+            }
+            assert!(decoder.buf.len() <= limit as usize + 4 + MIN_READ);
+        }
+    }
+}
