@@ -35,6 +35,92 @@ pub enum Command {
     /// Look after the pinned keys of known peers (known_peers.toml)
     #[command(subcommand)]
     Peers(PeersCommand),
+    /// Wait for peers to connect, one conversation at a time
+    Serve(ServeArgs),
+    /// Connect to a peer and talk
+    Connect(ConnectArgs),
+    /// Send standard input (or a file) as one message, wait for its receipt, and exit
+    Send(SendArgs),
+}
+
+/// Options shared by `serve`, `connect` and `send`.
+#[derive(Debug, Args)]
+pub struct CommonArgs {
+    /// Nickname announced to the peer [default: `name` in config.toml, else your user name]
+    #[arg(long, value_name = "NICK")]
+    pub name: Option<String>,
+    /// Pin an unknown peer's key automatically (like ssh's StrictHostKeyChecking=accept-new)
+    #[arg(long, conflicts_with_all = ["strict", "expect"])]
+    pub accept_new: bool,
+    /// Refuse peers whose key is not already pinned
+    #[arg(long, conflicts_with = "expect")]
+    pub strict: bool,
+    /// Refuse unless the peer's key has exactly this fingerprint; pin it on success
+    #[arg(long, value_name = "SHA256:...")]
+    pub expect: Option<Fingerprint>,
+    /// Print events as JSON objects, one per line, on standard output
+    #[arg(long)]
+    pub json: bool,
+    /// Largest message accepted from the peer, in bytes (suffixes K, M, G)
+    #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
+    pub max_message: u64,
+}
+
+/// `chat serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address and port to listen on (port 0 picks a free one)
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7777")]
+    pub listen: std::net::SocketAddr,
+    /// Exit after the first conversation
+    #[arg(long)]
+    pub once: bool,
+    /// Options shared with connect and send.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `chat connect`.
+#[derive(Debug, Args)]
+pub struct ConnectArgs {
+    /// The peer: HOST or HOST:PORT (default port 7777; IPv6 as [::1]:7777)
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_peer_address)]
+    pub address: Address,
+    /// Options shared with serve and send.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+/// `chat send`.
+#[derive(Debug, Args)]
+pub struct SendArgs {
+    /// The peer: HOST or HOST:PORT (default port 7777)
+    #[arg(value_name = "HOST[:PORT]", value_parser = parse_peer_address)]
+    pub address: Address,
+    /// Send this file instead of standard input
+    #[arg(long, value_name = "PATH")]
+    pub file: Option<PathBuf>,
+    /// Options shared with serve and connect.
+    #[command(flatten)]
+    pub common: CommonArgs,
+}
+
+fn parse_peer_address(text: &str) -> Result<Address, String> {
+    Address::parse_with_default_port(text, crate::address::DEFAULT_PORT).map_err(|e| e.to_string())
+}
+
+/// Parses a byte count with an optional K, M or G suffix (powers of 1024).
+fn parse_size(text: &str) -> Result<u64, String> {
+    let error =
+        || format!("invalid size {text:?}: use a number of bytes, optionally with K, M or G");
+    let (digits, shift) = match text.char_indices().last() {
+        Some((i, 'K' | 'k')) => (&text[..i], 10),
+        Some((i, 'M' | 'm')) => (&text[..i], 20),
+        Some((i, 'G' | 'g')) => (&text[..i], 30),
+        _ => (text, 0),
+    };
+    let number: u64 = digits.parse().map_err(|_| error())?;
+    number.checked_mul(1 << shift).ok_or_else(error)
 }
 
 /// `chat init`.
@@ -96,5 +182,15 @@ mod tests {
     #[test]
     fn clap_definition_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("10"), Ok(10));
+        assert_eq!(parse_size("4G"), Ok(4 << 30));
+        assert_eq!(parse_size("64k"), Ok(64 << 10));
+        assert!(parse_size("").is_err());
+        assert!(parse_size("G").is_err());
+        assert!(parse_size("99999999999999G").is_err());
     }
 }

@@ -4,7 +4,8 @@ use std::io;
 
 use crate::home::HomeError;
 use crate::identity::IdentityError;
-use crate::trust::TrustError;
+use crate::net::NetError;
+use crate::trust::{Mismatch, TrustError};
 
 /// Exit status of a successful run.
 pub const EXIT_OK: u8 = 0;
@@ -12,6 +13,14 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_LOCAL: u8 = 1;
 /// Exit status for a command line clap could not parse (clap's own).
 pub const EXIT_USAGE: u8 = 2;
+/// Exit status when the connection could not be made or failed.
+pub const EXIT_NETWORK: u8 = 3;
+/// Exit status when the peer's key is not trusted, or the peer refused ours.
+pub const EXIT_UNTRUSTED: u8 = 4;
+/// Exit status when a pinned peer presents another key.
+pub const EXIT_KEY_CHANGED: u8 = 5;
+/// Exit status when messages we sent were not acknowledged.
+pub const EXIT_UNDELIVERED: u8 = 6;
 
 /// Anything that ends a `chat` command early.
 #[derive(Debug, thiserror::Error)]
@@ -33,13 +42,77 @@ pub enum Error {
         /// The cause.
         source: io::Error,
     },
+    /// Input that the command line parser could not judge.
+    #[error("{0}")]
+    Input(String),
+    /// The connection could not be made, or failed.
+    #[error("{0}")]
+    Net(#[from] NetError),
+    /// The peer at an address failed the handshake or the session.
+    #[error("{address}: {error}")]
+    Peer {
+        /// Where we dialled.
+        address: String,
+        /// What went wrong.
+        error: NetError,
+    },
+    /// The connection failed, leaving messages unacknowledged.
+    #[error("{error}; {}", undelivered_text(undelivered))]
+    NetUndelivered {
+        /// What failed.
+        error: NetError,
+        /// Our messages without a receipt.
+        undelivered: Vec<u64>,
+    },
+    /// The peer's key is not trusted under the chosen policy.
+    #[error("{0}")]
+    Untrusted(String),
+    /// The peer refused us.
+    #[error("{0}")]
+    Refused(String),
+    /// A pinned name or address presents another key.
+    #[error(
+        "the key of {:?} has changed (pinned {}, presented {}); refusing to talk, see the warning above",
+        .0.name, .0.pinned, .0.presented
+    )]
+    KeyChanged(Box<Mismatch>),
+    /// The conversation ended with messages unacknowledged.
+    #[error("{context}; {}", undelivered_text(undelivered))]
+    Undelivered {
+        /// How it ended.
+        context: String,
+        /// Our messages without a receipt.
+        undelivered: Vec<u64>,
+    },
+}
+
+fn undelivered_text(ids: &[u64]) -> String {
+    match ids {
+        [] => "every message was delivered".into(),
+        [id] => format!("message #{id} was not delivered"),
+        ids => format!(
+            "messages {} were not delivered",
+            ids.iter()
+                .map(|id| format!("#{id}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    }
 }
 
 impl Error {
     /// The process exit status for this error (see the README).
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Home(_) | Error::Identity(_) | Error::Trust(_) | Error::Io { .. } => EXIT_LOCAL,
+            Error::Home(_)
+            | Error::Identity(_)
+            | Error::Trust(_)
+            | Error::Io { .. }
+            | Error::Input(_) => EXIT_LOCAL,
+            Error::Net(_) | Error::Peer { .. } | Error::NetUndelivered { .. } => EXIT_NETWORK,
+            Error::Untrusted(_) | Error::Refused(_) => EXIT_UNTRUSTED,
+            Error::KeyChanged(_) => EXIT_KEY_CHANGED,
+            Error::Undelivered { .. } => EXIT_UNDELIVERED,
         }
     }
 

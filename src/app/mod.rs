@@ -1,7 +1,11 @@
 //! What each command does: the edge where the pure core meets files and the terminal.
 
+mod chat;
 mod keys;
+pub mod output;
 mod peers;
+pub mod progress;
+pub mod trust_policy;
 
 use std::io::{self, IsTerminal, Write};
 
@@ -20,6 +24,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Init(args) => keys::init(&context, args),
         Command::Fingerprint(args) => keys::fingerprint(&context, args),
         Command::Peers(command) => peers::run(&context, command),
+        Command::Serve(args) => chat::serve(&context, args),
+        Command::Connect(args) => chat::connect(&context, args),
+        Command::Send(args) => chat::send(&context, args),
     }
 }
 

@@ -136,6 +136,11 @@ impl FrameDecoder {
         }
     }
 
+    /// Whether a whole frame has arrived (an error if the next one is invalid).
+    pub fn has_frame(&self) -> Result<bool, ProtocolError> {
+        Ok(matches!(self.front_frame_len()?, Some(len) if self.buffered() >= len))
+    }
+
     /// The next whole frame (header included), if one has arrived. The frame
     /// is mutable so that records can be decrypted in place.
     pub fn next_frame(&mut self) -> Result<Option<&mut [u8]>, ProtocolError> {

@@ -1,0 +1,178 @@
+//! Where a conversation's events go when there is no REPL: received messages
+//! to standard output (as text, or as JSON events with `--json`), notices
+//! to standard error.
+
+use std::io::{self, IsTerminal, Write};
+use std::ops::RangeInclusive;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::trust_policy::PeerView;
+use crate::net::conversation::{Ending, Handler, Summary};
+use crate::sanitize;
+
+/// Messages up to this size are printed only once complete; a longer one is
+/// streamed to standard output as it arrives (and reported if cut off).
+const STREAM_AFTER: usize = 1 << 20;
+
+/// Human-readable status lines: standard error, or above a REPL's prompt.
+pub type Notice = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
+
+/// Status lines to standard error.
+pub fn stderr_notice() -> Notice {
+    Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))))
+}
+
+/// Prints one status line.
+pub fn notify(notice: &Notice, line: impl Into<String>) {
+    if let Ok(mut print) = notice.lock() {
+        print(line.into());
+    }
+}
+
+/// Writes one JSON event as a line on standard output.
+pub fn json_event(event: serde_json::Value) {
+    let mut stdout = io::stdout().lock();
+    let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+}
+
+/// The JSON form of a conversation's end.
+pub fn ending_event(summary: &Summary) -> serde_json::Value {
+    let (how, reason) = match &summary.ending {
+        Ending::Finished => ("finished", None),
+        Ending::ClosedByUs => ("closed_by_us", None),
+        Ending::ClosedByPeer(reason) => ("closed_by_peer", Some(reason.to_string())),
+        Ending::Failed(error) => ("failed", Some(error.to_string())),
+    };
+    json!({
+        "event": "closed",
+        "how": how,
+        "reason": reason,
+        "undelivered": summary.unacknowledged,
+        "cut_off": summary.cut_off,
+    })
+}
+
+/// Receives messages for a program without a REPL.
+pub struct OutputHandler {
+    view: Arc<Mutex<PeerView>>,
+    json: bool,
+    /// Standard output is a terminal: neutralise control characters.
+    terminal: bool,
+    notice: Notice,
+    text: Vec<u8>,
+    length: u64,
+    streamed: u64,
+    last_byte: Option<u8>,
+}
+
+impl OutputHandler {
+    /// A handler for the peer `view`, writing JSON events if `json`.
+    pub fn new(view: Arc<Mutex<PeerView>>, json: bool, notice: Notice) -> Self {
+        Self {
+            view,
+            json,
+            terminal: io::stdout().is_terminal(),
+            notice,
+            text: Vec::new(),
+            length: 0,
+            streamed: 0,
+            last_byte: None,
+        }
+    }
+
+    fn label(&self) -> String {
+        self.view.lock().map(|v| v.label()).unwrap_or_default()
+    }
+
+    fn write_text(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        self.last_byte = bytes.last().copied();
+        let mut stdout = io::stdout().lock();
+        if self.terminal {
+            stdout.write_all(sanitize::for_display(bytes).as_bytes())
+        } else {
+            stdout.write_all(bytes)
+        }
+    }
+}
+
+impl Handler for OutputHandler {
+    fn message_start(&mut self, _id: u64, length: u64) -> io::Result<()> {
+        self.text.clear();
+        self.length = length;
+        self.streamed = 0;
+        self.last_byte = None;
+        Ok(())
+    }
+
+    fn message_data(&mut self, _id: u64, data: &[u8]) -> io::Result<()> {
+        // JSON needs the whole text; plain output streams long messages.
+        if self.json || self.text.len() + data.len() <= STREAM_AFTER {
+            self.text.extend_from_slice(data);
+            return Ok(());
+        }
+        let held = std::mem::take(&mut self.text);
+        self.write_text(&held)?;
+        self.write_text(data)?;
+        self.streamed += (held.len() + data.len()) as u64;
+        Ok(())
+    }
+
+    fn message_end(&mut self, id: u64) -> io::Result<()> {
+        let text = std::mem::take(&mut self.text);
+        if self.json {
+            json_event(json!({
+                "event": "message",
+                "id": id,
+                "from": self.label(),
+                "length": self.length,
+                "text": String::from_utf8_lossy(&text),
+            }));
+            return Ok(());
+        }
+        self.write_text(&text)?;
+        let mut stdout = io::stdout().lock();
+        if self.last_byte != Some(b'\n') {
+            stdout.write_all(b"\n")?;
+        }
+        stdout.flush()
+    }
+
+    fn delivered(&mut self, ids: RangeInclusive<u64>) {
+        if self.json {
+            for id in ids {
+                json_event(json!({"event": "delivered", "id": id}));
+            }
+        }
+    }
+
+    fn peer_done(&mut self) {
+        if self.json {
+            json_event(json!({"event": "peer_done"}));
+        }
+    }
+
+    fn ended(&mut self, summary: &Summary) {
+        if let Some(id) = summary.cut_off {
+            let shown = if self.streamed > 0 {
+                format!("; the {} bytes printed of it are incomplete", self.streamed)
+            } else {
+                String::new()
+            };
+            notify(
+                &self.notice,
+                format!(
+                    "chat: message #{id} from {} was cut off before its end{shown}",
+                    self.label()
+                ),
+            );
+        }
+        if self.json {
+            json_event(ending_event(summary));
+        }
+    }
+}

@@ -1,0 +1,263 @@
+//! The network edge: TCP connections, deadlines, and driving the pure
+//! handshake and session over a socket.
+
+pub mod conversation;
+pub mod server;
+pub mod transient;
+
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use rand::CryptoRng;
+
+use crate::address::Address;
+use crate::crypto::PrivateKey;
+use crate::handshake::{Established, Initiator, Responder, ResponderVerified, refusal};
+use crate::protocol::{
+    CloseReason, MAX_HANDSHAKE_FRAME, MAX_RECORD_FRAME, ProtocolError, RefusalReason,
+};
+use crate::session::PeerIdentity;
+use crate::wire::FrameDecoder;
+
+/// How long a handshake may take, from the first byte to the last.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long to wait for a TCP connection to be accepted.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Failures of the connection itself, split by cause.
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    /// The host name does not resolve.
+    #[error("cannot resolve {host}: {detail}")]
+    Resolve {
+        /// The name.
+        host: String,
+        /// The resolver's words.
+        detail: String,
+    },
+    /// Nothing accepted the connection.
+    #[error("cannot connect to {address}: {source}{hint}")]
+    Connect {
+        /// Where.
+        address: String,
+        /// Why.
+        source: io::Error,
+        /// A hint for the common case.
+        hint: &'static str,
+    },
+    /// The peer did not answer in time.
+    #[error("timed out {0}")]
+    Timeout(&'static str),
+    /// The connection ended where the protocol does not allow it.
+    #[error("the connection was cut {0}")]
+    Cut(&'static str),
+    /// The peer broke the protocol or the data was tampered with.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// Another socket error.
+    #[error("connection error: {0}")]
+    Io(#[from] io::Error),
+}
+
+impl NetError {
+    fn from_read(error: io::Error, during: &'static str) -> Self {
+        match error.kind() {
+            io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => NetError::Timeout(during),
+            io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::BrokenPipe => NetError::Cut(during),
+            _ => NetError::Io(error),
+        }
+    }
+}
+
+/// Resolves and dials `address`, trying each resolved address in turn.
+pub fn dial(address: &Address) -> Result<TcpStream, NetError> {
+    let addresses: Vec<SocketAddr> = (address.host(), address.port())
+        .to_socket_addrs()
+        .map_err(|e| NetError::Resolve {
+            host: address.host().to_string(),
+            detail: e.to_string(),
+        })?
+        .collect();
+    let mut last_error = None;
+    for socket_address in &addresses {
+        match TcpStream::connect_timeout(socket_address, CONNECT_TIMEOUT) {
+            Ok(stream) => {
+                stream.set_nodelay(true)?;
+                return Ok(stream);
+            }
+            Err(e) => last_error = Some(e),
+        }
+    }
+    let source = last_error.unwrap_or_else(|| io::Error::other("no addresses"));
+    let hint = match source.kind() {
+        io::ErrorKind::ConnectionRefused => " (is `chat serve` running there?)",
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
+            " (no answer; check the address and any firewall)"
+        }
+        _ => "",
+    };
+    Err(NetError::Connect {
+        address: address.to_string(),
+        source,
+        hint,
+    })
+}
+
+/// Reads one whole frame before `deadline`. A connection that ends cleanly
+/// between frames is [`NetError::Cut`].
+pub fn read_frame<'d>(
+    stream: &mut TcpStream,
+    decoder: &'d mut FrameDecoder,
+    deadline: Instant,
+    during: &'static str,
+) -> Result<&'d mut [u8], NetError> {
+    while !decoder.has_frame()? {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(NetError::Timeout(during));
+        }
+        stream.set_read_timeout(Some(left))?;
+        match stream.read(decoder.spare()) {
+            Ok(0) => return Err(NetError::Cut(during)),
+            Ok(n) => decoder.filled(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(NetError::from_read(e, during)),
+        }
+    }
+    Ok(decoder.next_frame()?.expect("a frame is ready"))
+}
+
+/// What the initiator decides once the responder has proven its key.
+pub enum Decision {
+    /// Reveal ourselves and start the conversation.
+    Continue,
+    /// Abandon with this reason, revealing nothing.
+    Abandon(CloseReason),
+}
+
+/// An established connection, ready for [`conversation::Conversation`].
+pub struct Connected {
+    /// The socket.
+    pub stream: TcpStream,
+    /// Bytes already received after the handshake.
+    pub decoder: FrameDecoder,
+    /// The session and the proven peer.
+    pub established: Established,
+}
+
+/// Runs the initiator's handshake. `decide` sees the proven responder before
+/// we reveal who we are; if it abandons, the peer is told and the result is
+/// `None`.
+pub fn initiate(
+    mut stream: TcpStream,
+    rng: &mut impl CryptoRng,
+    identity: &PrivateKey,
+    nickname: &str,
+    decide: impl FnOnce(&PeerIdentity) -> Decision,
+) -> Result<Option<Connected>, NetError> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
+    let during = "during the handshake";
+    let (state, m1) = Initiator::start(rng);
+    stream.write_all(&m1)?;
+    let m2 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
+    let (state, m3) = state.read_server_hello(rng, m2)?;
+    stream.write_all(&m3)?;
+    let m4 = read_frame(&mut stream, &mut decoder, deadline, during)?;
+    let state = state.read_responder_identity(m4)?;
+    let m5 = read_frame(&mut stream, &mut decoder, deadline, during)?;
+    let verified: ResponderVerified = state.read_responder_auth(m5)?;
+    match decide(verified.peer()) {
+        Decision::Abandon(reason) => {
+            let close = verified.abandon(reason);
+            // Best effort: the peer learns why; we are leaving either way.
+            let _ = stream.write_all(&close);
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+            Ok(None)
+        }
+        Decision::Continue => {
+            let (established, m67) = verified.finish(rng, identity, nickname)?;
+            stream.write_all(&m67)?;
+            decoder.set_limit(MAX_RECORD_FRAME);
+            stream.set_read_timeout(None)?;
+            Ok(Some(Connected {
+                stream,
+                decoder,
+                established,
+            }))
+        }
+    }
+}
+
+/// The first bytes from the other end not decoding as a frame means it does
+/// not speak this protocol at all.
+fn first_frame_error(error: NetError) -> NetError {
+    match error {
+        NetError::Protocol(
+            ProtocolError::FrameTooLarge { .. } | ProtocolError::Malformed { .. },
+        ) => NetError::Protocol(ProtocolError::NotChat),
+        other => other,
+    }
+}
+
+/// Runs the responder's handshake on an accepted connection. A ClientHello of
+/// another version is answered with a Refusal.
+pub fn respond(
+    mut stream: TcpStream,
+    rng: &mut impl CryptoRng,
+    identity: &PrivateKey,
+    nickname: &str,
+    transient: PrivateKey,
+) -> Result<Connected, NetError> {
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    stream.set_nodelay(true)?;
+    let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
+    let during = "during the handshake";
+    let state = Responder::new(transient)?;
+    let m1 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
+    let (state, m2) = match state.read_client_hello(rng, m1) {
+        Ok(next) => next,
+        Err(e @ ProtocolError::UnsupportedVersion { .. }) => {
+            let _ = stream.write_all(&refusal(RefusalReason::UnsupportedVersion));
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    stream.write_all(&m2)?;
+    let m3 = read_frame(&mut stream, &mut decoder, deadline, during)?;
+    let (state, m45) = state.read_key_transport(rng, identity, nickname, m3)?;
+    stream.write_all(&m45)?;
+    let m6 = read_frame(&mut stream, &mut decoder, deadline, during)?;
+    let state = state.read_initiator_identity(m6)?;
+    let m7 = read_frame(&mut stream, &mut decoder, deadline, during)?;
+    let established = state.read_initiator_auth(m7)?;
+    decoder.set_limit(MAX_RECORD_FRAME);
+    stream.set_read_timeout(None)?;
+    Ok(Connected {
+        stream,
+        decoder,
+        established,
+    })
+}
+
+/// Answers a connection we cannot serve with a Refusal: reads its
+/// ClientHello (so the refusal is understood) for at most `wait`, then
+/// refuses and closes.
+pub fn refuse(mut stream: TcpStream, reason: RefusalReason, wait: Duration) {
+    let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
+    if read_frame(
+        &mut stream,
+        &mut decoder,
+        Instant::now() + wait,
+        "before refusing",
+    )
+    .is_ok()
+    {
+        let _ = stream.write_all(&refusal(reason));
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Both);
+}

@@ -1,0 +1,204 @@
+//! `chat serve`'s listener: handshakes run concurrently (a bounded number),
+//! each with its own transient key; the first to complete while no
+//! conversation is running gets the conversation, and everyone else is told
+//! the server is busy.
+
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use super::transient::TransientPool;
+use super::{Connected, HANDSHAKE_TIMEOUT, refuse, respond};
+use crate::crypto::PrivateKey;
+use crate::protocol::{CloseReason, RefusalReason};
+
+/// Most handshakes (and refusals) in progress at once; more connections are
+/// refused at once without reading anything.
+pub const MAX_PENDING: usize = 16;
+
+/// Something the listener wants the user to know.
+pub type Log = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
+
+/// An established connection that holds the conversation slot.
+pub struct Incoming {
+    /// The connection.
+    pub connected: Connected,
+    /// Where it came from.
+    pub peer_address: SocketAddr,
+    /// Frees the server for the next conversation when dropped.
+    pub slot: Slot,
+}
+
+/// The right to hold the one conversation; released on drop.
+pub struct Slot(Arc<State>);
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.busy.store(false, Ordering::SeqCst);
+    }
+}
+
+struct State {
+    busy: AtomicBool,
+    pending: AtomicUsize,
+}
+
+/// Decrements the pending count when a connection's thread ends.
+struct PendingGuard(Arc<State>);
+
+impl Drop for PendingGuard {
+    fn drop(&mut self) {
+        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Everything a handshake needs.
+struct Context {
+    identity: Arc<PrivateKey>,
+    nickname: String,
+    pool: Arc<TransientPool>,
+    state: Arc<State>,
+    incoming: Sender<Incoming>,
+    log: Log,
+}
+
+/// Starts accepting on `listener` in the background; established
+/// conversations arrive on the returned channel, one at a time.
+pub fn serve(
+    listener: TcpListener,
+    identity: Arc<PrivateKey>,
+    nickname: String,
+    log: Log,
+) -> Receiver<Incoming> {
+    let (incoming, conversations) = channel();
+    let context = Arc::new(Context {
+        identity,
+        nickname,
+        pool: Arc::new(TransientPool::start(2)),
+        state: Arc::new(State {
+            busy: AtomicBool::new(false),
+            pending: AtomicUsize::new(0),
+        }),
+        incoming,
+        log,
+    });
+    thread::Builder::new()
+        .name("chat-listener".into())
+        .spawn(move || accept_loop(&listener, &context))
+        .expect("spawn the listener");
+    conversations
+}
+
+fn accept_loop(listener: &TcpListener, context: &Arc<Context>) {
+    for stream in listener.incoming() {
+        let stream = match stream {
+            Ok(stream) => stream,
+            Err(e) => {
+                // Out of descriptors, for instance: wait instead of spinning.
+                log(context, format!("accepting a connection failed: {e}"));
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let state = &context.state;
+        if state.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
+            state.pending.fetch_sub(1, Ordering::SeqCst);
+            // Too many at once: no thread, no reading, just a refusal.
+            let _ = io::Write::write_all(
+                &mut &stream,
+                &crate::handshake::refusal(RefusalReason::Busy),
+            );
+            continue;
+        }
+        let guard = PendingGuard(Arc::clone(state));
+        let for_thread = Arc::clone(context);
+        let spawned = thread::Builder::new()
+            .name("chat-handshake".into())
+            .spawn(move || {
+                let _guard = guard;
+                handle(stream, &for_thread);
+            });
+        if let Err(e) = spawned {
+            log(
+                context,
+                format!("cannot start a thread for a connection: {e}"),
+            );
+        }
+    }
+}
+
+fn handle(stream: TcpStream, context: &Context) {
+    let peer_address = match stream.peer_addr() {
+        Ok(address) => address,
+        Err(_) => return,
+    };
+    if context.state.busy.load(Ordering::SeqCst) {
+        refuse(stream, RefusalReason::Busy, HANDSHAKE_TIMEOUT);
+        log(
+            context,
+            format!("refused {peer_address}: busy in a conversation"),
+        );
+        return;
+    }
+    let transient = context.pool.take();
+    let mut rng = rand::rng();
+    let connected = match respond(
+        stream,
+        &mut rng,
+        &context.identity,
+        &context.nickname,
+        transient,
+    ) {
+        Ok(connected) => connected,
+        Err(e) => {
+            log(
+                context,
+                format!("handshake with {peer_address} failed: {e}"),
+            );
+            return;
+        }
+    };
+    if context
+        .state
+        .busy
+        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
+        .is_err()
+    {
+        // Another handshake finished first.
+        let Connected {
+            mut stream,
+            mut established,
+            ..
+        } = connected;
+        let mut close = Vec::new();
+        if established
+            .session
+            .send()
+            .close(CloseReason::Busy, &mut close)
+            .is_ok()
+        {
+            let _ = io::Write::write_all(&mut stream, &close);
+        }
+        log(
+            context,
+            format!("refused {peer_address}: busy in a conversation"),
+        );
+        return;
+    }
+    let slot = Slot(Arc::clone(&context.state));
+    let _ = context.incoming.send(Incoming {
+        connected,
+        peer_address,
+        slot,
+    });
+}
+
+fn log(context: &Context, line: String) {
+    if let Ok(mut log) = context.log.lock() {
+        log(line);
+    }
+}
