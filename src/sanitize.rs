@@ -36,11 +36,31 @@ pub fn for_display(bytes: &[u8]) -> String {
     out
 }
 
-/// Text for display on one line: newlines and tabs are escaped too.
+/// Characters that show as nothing: harmless inside a message (emoji need
+/// the zero-width joiner), but in a name they make "b\u{200b}ob" look like
+/// "bob".
+fn is_invisible(c: char) -> bool {
+    matches!(
+        c,
+        '\u{200B}'..='\u{200D}' | '\u{2060}' | '\u{FEFF}' | '\u{00AD}'
+    )
+}
+
+/// Text for display on one line, such as a name: newlines, tabs and
+/// invisible characters are escaped too.
 pub fn one_line(text: &str) -> String {
-    for_display(text.as_bytes())
-        .replace('\n', "^J")
-        .replace('\t', "^I")
+    let mut out = String::with_capacity(text.len());
+    for c in for_display(text.as_bytes()).chars() {
+        match c {
+            '\n' => out.push_str("^J"),
+            '\t' => out.push_str("^I"),
+            c if is_invisible(c) => {
+                let _ = write!(out, "\\u{{{:x}}}", c as u32);
+            }
+            c => out.push(c),
+        }
+    }
+    out
 }
 
 #[cfg(test)]
@@ -61,6 +81,7 @@ mod tests {
         assert_eq!(for_display(b"\xff\xfe"), "\u{fffd}\u{fffd}");
         assert_eq!(for_display(b"\x7f"), "^?");
         assert_eq!(one_line("a\nb\tc"), "a^Jb^Ic");
+        assert_eq!(one_line("b\u{200b}ob"), "b\\u{200b}ob");
     }
 
     proptest! {

@@ -4,7 +4,14 @@
 //! events out; records out into a caller's buffer.
 //!
 //! A session splits into a [`SendHalf`] and a [`RecvHalf`] so that a reader
-//! and a writer can run on different threads.
+//! and a writer can run on different threads. The halves share two counters,
+//! so that the receiving half can check each receipt against what the
+//! sending half has really sent. After any error the receiving half refuses
+//! every further record: an error ends the session.
+
+use std::ops::RangeInclusive;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::crypto::keys::PublicKey;
 use crate::crypto::schedule::DirectionalKeys;
@@ -38,9 +45,10 @@ impl Session {
             Role::Initiator => (&keys.i2r, &keys.r2i),
             Role::Responder => (&keys.r2i, &keys.i2r),
         };
+        let receipts = Arc::new(Receipts::default());
         Self {
-            send: SendHalf::new(Sealer::new(ours)),
-            recv: RecvHalf::new(Opener::new(theirs)),
+            send: SendHalf::new(Sealer::new(ours), Arc::clone(&receipts)),
+            recv: RecvHalf::new(Opener::new(theirs), receipts),
         }
     }
 
@@ -60,6 +68,16 @@ impl Session {
     }
 }
 
+/// What the sending half has finished sending, and what the peer has
+/// acknowledged: written by one half each, read by the other.
+#[derive(Debug, Default)]
+struct Receipts {
+    /// Id of the last message whose MESSAGE_END was sealed.
+    last_complete: AtomicU64,
+    /// Id of the last message the peer acknowledged.
+    last_acknowledged: AtomicU64,
+}
+
 /// A message being sent.
 #[derive(Debug, Clone, Copy)]
 struct Outgoing {
@@ -73,20 +91,18 @@ pub struct SendHalf {
     sealer: Sealer,
     next_id: u64,
     current: Option<Outgoing>,
-    last_complete: u64,
-    last_acknowledged: u64,
+    receipts: Arc<Receipts>,
     done: bool,
     closed: bool,
 }
 
 impl SendHalf {
-    fn new(sealer: Sealer) -> Self {
+    fn new(sealer: Sealer, receipts: Arc<Receipts>) -> Self {
         Self {
             sealer,
             next_id: 1,
             current: None,
-            last_complete: 0,
-            last_acknowledged: 0,
+            receipts,
             done: false,
             closed: false,
         }
@@ -177,7 +193,9 @@ impl SendHalf {
         self.sealer.seal_in_place(typ, frame)?;
         if remaining == 0 {
             self.current = None;
-            self.last_complete = current.id;
+            self.receipts
+                .last_complete
+                .store(current.id, Ordering::SeqCst);
         } else {
             self.current = Some(Outgoing {
                 remaining,
@@ -232,20 +250,6 @@ impl SendHalf {
         Ok(())
     }
 
-    /// Takes a receipt from the peer: it must acknowledge a message we
-    /// finished sending and not yet acknowledged. Returns the ids it newly
-    /// acknowledges.
-    pub fn acknowledge(&mut self, id: u64) -> Result<std::ops::RangeInclusive<u64>, ProtocolError> {
-        if id <= self.last_acknowledged || id > self.last_complete {
-            return Err(ProtocolError::PeerMisbehaved(
-                "receipt for a message not sent, not finished, or already acknowledged",
-            ));
-        }
-        let newly = self.last_acknowledged + 1..=id;
-        self.last_acknowledged = id;
-        Ok(newly)
-    }
-
     /// The id of the last message started (0 if none).
     pub fn last_started(&self) -> u64 {
         self.next_id - 1
@@ -253,7 +257,7 @@ impl SendHalf {
 
     /// The id of the last message acknowledged by the peer (0 if none).
     pub fn last_acknowledged(&self) -> u64 {
-        self.last_acknowledged
+        self.receipts.last_acknowledged.load(Ordering::SeqCst)
     }
 
     /// Whether a message is half sent.
@@ -296,11 +300,11 @@ pub enum Event<'a> {
         /// The text.
         data: &'a [u8],
     },
-    /// The peer has every message up to and including `id`; check it with
-    /// [`SendHalf::acknowledge`].
+    /// The peer has every message up to and including the last of `ids`,
+    /// which are those not acknowledged before.
     Receipt {
-        /// The highest delivered id.
-        id: u64,
+        /// The newly acknowledged message ids.
+        ids: RangeInclusive<u64>,
     },
     /// The peer is still there.
     Keepalive,
@@ -326,22 +330,26 @@ struct Incoming {
 /// session rules.
 pub struct RecvHalf {
     opener: Opener,
+    receipts: Arc<Receipts>,
     max_message: u64,
     expected_id: u64,
     current: Option<Incoming>,
     peer_done: bool,
     closed: bool,
+    failed: bool,
 }
 
 impl RecvHalf {
-    fn new(opener: Opener) -> Self {
+    fn new(opener: Opener, receipts: Arc<Receipts>) -> Self {
         Self {
             opener,
+            receipts,
             max_message: crate::protocol::DEFAULT_MAX_MESSAGE,
             expected_id: 1,
             current: None,
             peer_done: false,
             closed: false,
+            failed: false,
         }
     }
 
@@ -371,7 +379,17 @@ impl RecvHalf {
     }
 
     /// Authenticates one whole frame (decrypted in place) and interprets it.
+    /// After an error, every later call fails too.
     pub fn open<'f>(&mut self, frame: &'f mut [u8]) -> Result<Event<'f>, ProtocolError> {
+        if self.failed {
+            return Err(ProtocolError::Misuse("the session already failed"));
+        }
+        let event = self.open_record(frame);
+        self.failed = event.is_err();
+        event
+    }
+
+    fn open_record<'f>(&mut self, frame: &'f mut [u8]) -> Result<Event<'f>, ProtocolError> {
         if self.closed {
             return Err(ProtocolError::PeerMisbehaved("record after CLOSE"));
         }
@@ -440,9 +458,19 @@ impl RecvHalf {
                     data: body,
                 })
             }
-            Some(FrameType::Receipt) => Ok(Event::Receipt {
-                id: Receipt::decode(body)?.id,
-            }),
+            Some(FrameType::Receipt) => {
+                let id = Receipt::decode(body)?.id;
+                let acknowledged = self.receipts.last_acknowledged.load(Ordering::SeqCst);
+                if id <= acknowledged || id > self.receipts.last_complete.load(Ordering::SeqCst) {
+                    return Err(ProtocolError::PeerMisbehaved(
+                        "receipt for a message not sent, not finished, or already acknowledged",
+                    ));
+                }
+                self.receipts.last_acknowledged.store(id, Ordering::SeqCst);
+                Ok(Event::Receipt {
+                    ids: acknowledged + 1..=id,
+                })
+            }
             Some(FrameType::Keepalive) => {
                 record::decode_empty("KEEPALIVE", body)?;
                 Ok(Event::Keepalive)
@@ -473,7 +501,7 @@ impl RecvHalf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::crypto::TrafficKey;
+    use crate::crypto::aead::TrafficKey;
 
     fn pair() -> (Session, Session) {
         let keys = DirectionalKeys {
@@ -523,16 +551,52 @@ mod tests {
         let mut back = Vec::new();
         bob.send().receipt(1, &mut back).unwrap();
         let events = receive(alice.recv(), &back).unwrap();
-        assert_eq!(events, ["Receipt { id: 1 }"]);
-        assert_eq!(alice.send().acknowledge(1).unwrap(), 1..=1);
-        assert!(
-            alice.send().acknowledge(1).is_err(),
-            "a receipt cannot repeat"
-        );
-        assert!(
-            alice.send().acknowledge(2).is_err(),
-            "nor acknowledge what was not sent"
-        );
+        assert_eq!(events, ["Receipt { ids: 1..=1 }"]);
+        assert_eq!(alice.send().last_acknowledged(), 1);
+    }
+
+    #[test]
+    fn receipts_are_checked_against_what_was_sent() {
+        for (bogus, why) in [
+            (1, "a repeated receipt"),
+            (2, "a message never sent"),
+            (0, "id 0"),
+        ] {
+            let (mut alice, mut bob) = pair();
+            let mut wire = Vec::new();
+            alice.send().message(b"one", 16, &mut wire).unwrap();
+            let mut back = Vec::new();
+            bob.send().receipt(1, &mut back).unwrap();
+            bob.send().receipt(bogus, &mut back).unwrap();
+            assert!(receive(alice.recv(), &back).is_err(), "{why} was accepted");
+        }
+        // Nor may a receipt acknowledge a message whose end was not sent.
+        let (mut alice, mut bob) = pair();
+        let mut wire = Vec::new();
+        alice.send().start_message(10, &mut wire).unwrap();
+        let mut back = Vec::new();
+        bob.send().receipt(1, &mut back).unwrap();
+        assert!(receive(alice.recv(), &back).is_err());
+    }
+
+    #[test]
+    fn after_an_error_nothing_more_is_accepted() {
+        let (mut alice, mut bob) = pair();
+        let mut bad = Vec::new();
+        alice.send().receipt(5, &mut bad).unwrap();
+        let mut good = Vec::new();
+        alice.send().message(b"valid", 16, &mut good).unwrap();
+        let mut decoder = crate::wire::FrameDecoder::new(crate::protocol::MAX_RECORD_FRAME);
+        decoder.push(&bad);
+        decoder.push(&good);
+        let frame = decoder.next_frame().unwrap().unwrap();
+        assert!(bob.recv().open(frame).is_err());
+        while let Some(frame) = decoder.next_frame().unwrap() {
+            assert!(
+                bob.recv().open(frame).is_err(),
+                "a record after the error was accepted"
+            );
+        }
     }
 
     #[test]

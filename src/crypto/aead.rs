@@ -31,8 +31,10 @@ pub const IV_LEN: usize = 12;
 pub const MAX_SEALED_BYTES: u64 = 1 << 38;
 
 /// One direction's AES-256-GCM key and IV. Zeroized on drop; `Debug` hides
-/// it; equality is constant-time.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+/// it; equality is constant-time. Not `Clone`: two sealers made from copies
+/// of one key would reuse nonces.
+#[derive(Zeroize, ZeroizeOnDrop)]
+#[cfg_attr(test, derive(Clone))]
 pub struct TrafficKey {
     key: [u8; KEY_LEN],
     iv: [u8; IV_LEN],
@@ -53,6 +55,11 @@ impl TrafficKey {
     pub fn iv(&self) -> &[u8; IV_LEN] {
         &self.iv
     }
+
+    /// Both parts, to derive them in place.
+    pub(crate) fn parts_mut(&mut self) -> (&mut [u8; KEY_LEN], &mut [u8; IV_LEN]) {
+        (&mut self.key, &mut self.iv)
+    }
 }
 
 impl PartialEq for TrafficKey {
@@ -70,19 +77,18 @@ impl fmt::Debug for TrafficKey {
 }
 
 /// AES-256-GCM with detached tags: the one primitive under [`Sealer`] and
-/// [`Opener`], open to any nonce and AAD for the Wycheproof tests.
-#[doc(hidden)]
-#[derive(Clone)]
-pub struct Aes256GcmCipher(Aes256Gcm);
+/// [`Opener`], which choose its nonces; the Wycheproof tests drive it directly.
+#[cfg_attr(test, derive(Clone))]
+pub(crate) struct Aes256GcmCipher(Aes256Gcm);
 
 impl Aes256GcmCipher {
     /// A cipher under `key`.
-    pub fn new(key: &[u8; KEY_LEN]) -> Self {
+    pub(crate) fn new(key: &[u8; KEY_LEN]) -> Self {
         Self(Aes256Gcm::new(key.into()))
     }
 
     /// Encrypts `buffer` in place and returns the tag.
-    pub fn seal(
+    pub(crate) fn seal(
         &self,
         nonce: &[u8; IV_LEN],
         aad: &[u8],
@@ -97,7 +103,7 @@ impl Aes256GcmCipher {
 
     /// Decrypts `buffer` in place if `tag` authenticates it; on failure the
     /// buffer's contents are unspecified and must not be used.
-    pub fn open(
+    pub(crate) fn open(
         &self,
         nonce: &[u8; IV_LEN],
         aad: &[u8],
@@ -161,16 +167,11 @@ pub struct Sealer {
 
 impl Sealer {
     /// A sealer starting at sequence number 0.
-    pub fn new(key: &TrafficKey) -> Self {
+    pub(crate) fn new(key: &TrafficKey) -> Self {
         Self {
             direction: Direction::new(key),
             sealed_bytes: 0,
         }
-    }
-
-    /// The sequence number the next record will use.
-    pub fn seq(&self) -> u64 {
-        self.direction.seq
     }
 
     /// Seals a record in place. `frame` is laid out as
@@ -185,7 +186,9 @@ impl Sealer {
                     "record buffer shorter than header and tag",
                 ))?;
         let sealed_bytes = self.sealed_bytes + plaintext_len as u64;
-        if sealed_bytes > MAX_SEALED_BYTES {
+        // CLOSE (one byte) may always go out, so that a session that reached
+        // the limit still ends with an authenticated goodbye.
+        if sealed_bytes > MAX_SEALED_BYTES && typ != FrameType::Close {
             return Err(ProtocolError::Exhausted("256 GiB sent under one key"));
         }
         let head = header(typ, plaintext_len + TAG_LEN);
@@ -228,13 +231,8 @@ pub struct Opener(Direction);
 
 impl Opener {
     /// An opener starting at sequence number 0.
-    pub fn new(key: &TrafficKey) -> Self {
+    pub(crate) fn new(key: &TrafficKey) -> Self {
         Self(Direction::new(key))
-    }
-
-    /// The sequence number the next record must carry.
-    pub fn seq(&self) -> u64 {
-        self.0.seq
     }
 
     /// Opens a whole frame in place and returns its type byte and plaintext.
@@ -244,7 +242,7 @@ impl Opener {
         &mut self,
         frame: &'f mut [u8],
     ) -> Result<(u8, &'f mut [u8]), ProtocolError> {
-        if frame.len() < HEADER_LEN + TAG_LEN {
+        if frame.len() < HEADER_LEN + TAG_LEN || crate::wire::frame::parse(frame).is_err() {
             return Err(ProtocolError::AuthenticationFailed);
         }
         let (head, rest) = frame.split_at_mut(HEADER_LEN);

@@ -57,8 +57,7 @@ pub fn unwrap(
 
 /// RSA-OAEP decryption with SHA-256 and MGF1-SHA-256 under `label`, blinded
 /// with `rng`: what [`unwrap`] uses, open to any label for the Wycheproof tests.
-#[doc(hidden)]
-pub fn oaep_decrypt(
+pub(crate) fn oaep_decrypt(
     rng: &mut impl CryptoRng,
     key: &rsa::PrivateKey,
     label: &[u8],

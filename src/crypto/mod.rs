@@ -1,19 +1,20 @@
 //! Cryptographic building blocks. Pure: no sockets, files or terminal.
 
-pub mod aead;
+pub(crate) mod aead;
 pub mod fingerprint;
-pub mod key_transport;
+pub(crate) mod key_transport;
 pub mod keys;
-pub mod rng;
+pub(crate) mod rng;
 pub mod safety_number;
-pub mod schedule;
-pub mod signature;
+pub(crate) mod schedule;
+pub(crate) mod signature;
+#[cfg(test)]
+mod wycheproof_tests;
 
-pub use aead::{Opener, Sealer, TrafficKey};
+pub(crate) use aead::{Opener, Sealer};
 pub use fingerprint::Fingerprint;
 pub use keys::{KeyError, PrivateKey, PublicKey};
 pub use safety_number::SafetyNumber;
-pub use schedule::{KeySchedule, SessionSecret, Transcript, TranscriptHash};
 
 /// The fixed keys of `docs/vectors/keys/`, for tests.
 #[cfg(test)]

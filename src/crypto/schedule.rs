@@ -6,8 +6,9 @@
 //! key   = HKDF-Expand(PRK, label || TH, 32)
 //! iv    = HKDF-Expand(PRK, label || TH, 12)
 //! ```
-//! Handshake keys use TH_3 (through KeyTransport); application keys use TH_6
-//! (through InitiatorAuth). Every key and IV has its own label.
+//! Handshake keys use TH3 (through KeyTransport) and protect ResponderIdentity,
+//! ResponderAuth, InitiatorIdentity and InitiatorAuth; application keys use
+//! TH7 (through InitiatorAuth). Every key and IV has its own label.
 
 use std::fmt;
 
@@ -70,7 +71,8 @@ impl fmt::Debug for SessionSecret {
 }
 
 /// The two directions' keys of one phase.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(test, derive(Clone))]
 pub struct DirectionalKeys {
     /// Initiator to responder.
     pub i2r: TrafficKey,
@@ -103,14 +105,14 @@ impl KeySchedule {
     }
 
     fn traffic_key(&self, key_label: &[u8], iv_label: &[u8], th: &TranscriptHash) -> TrafficKey {
-        let mut key = Zeroizing::new([0u8; KEY_LEN]);
-        let mut iv = Zeroizing::new([0u8; IV_LEN]);
-        self.expand(key_label, th, &mut *key);
-        self.expand(iv_label, th, &mut *iv);
-        TrafficKey::new(*key, *iv)
+        let mut key = TrafficKey::new([0; KEY_LEN], [0; IV_LEN]);
+        let (key_bytes, iv_bytes) = key.parts_mut();
+        self.expand(key_label, th, key_bytes);
+        self.expand(iv_label, th, iv_bytes);
+        key
     }
 
-    /// Keys for ResponderAuth, InitiatorIdentity and InitiatorAuth, from TH_3.
+    /// Keys for the four encrypted handshake messages, from TH3.
     pub fn handshake_keys(&self, th3: &TranscriptHash) -> DirectionalKeys {
         DirectionalKeys {
             i2r: self.traffic_key(labels::HS_I2R_KEY, labels::HS_I2R_IV, th3),
@@ -118,26 +120,24 @@ impl KeySchedule {
         }
     }
 
-    /// Keys for the application records, from TH_6.
-    pub fn application_keys(&self, th6: &TranscriptHash) -> DirectionalKeys {
+    /// Keys for the application records, from TH7.
+    pub fn application_keys(&self, th7: &TranscriptHash) -> DirectionalKeys {
         DirectionalKeys {
-            i2r: self.traffic_key(labels::APP_I2R_KEY, labels::APP_I2R_IV, th6),
-            r2i: self.traffic_key(labels::APP_R2I_KEY, labels::APP_R2I_IV, th6),
+            i2r: self.traffic_key(labels::APP_I2R_KEY, labels::APP_I2R_IV, th7),
+            r2i: self.traffic_key(labels::APP_R2I_KEY, labels::APP_R2I_IV, th7),
         }
     }
 }
 
 /// HKDF-Extract with SHA-256: what [`KeySchedule::new`] uses.
-#[doc(hidden)]
-pub fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; 32]> {
+pub(crate) fn hkdf_extract(salt: &[u8], ikm: &[u8]) -> Zeroizing<[u8; 32]> {
     let (prk, _) = Hkdf::<Sha256>::extract(Some(salt), ikm);
     Zeroizing::new(prk.into())
 }
 
 /// HKDF-Expand with SHA-256 over the concatenation of `info`: what the key
 /// schedule uses. Fails if more than 255 * 32 bytes are asked for.
-#[doc(hidden)]
-pub fn hkdf_expand(
+pub(crate) fn hkdf_expand(
     prk: &[u8; 32],
     info: &[&[u8]],
     out: &mut [u8],

@@ -50,8 +50,7 @@ pub fn verify(
 
 /// RSASSA-PSS verification with SHA-256, MGF1-SHA-256 and a 32-byte salt:
 /// what [`verify`] uses, open to any message for the Wycheproof tests.
-#[doc(hidden)]
-pub fn verify_message(key: &PublicKey, msg: &[u8], signature: &[u8]) -> bool {
+pub(crate) fn verify_message(key: &PublicKey, msg: &[u8], signature: &[u8]) -> bool {
     key.rsa().pss_verify::<Sha256>(msg, signature).is_ok()
 }
 

@@ -22,9 +22,7 @@ use rand::CryptoRng;
 use zeroize::Zeroize;
 
 use crate::crypto::keys::{PrivateKey, PublicKey};
-use crate::crypto::schedule::{
-    DirectionalKeys, KeySchedule, SessionSecret, Transcript, TranscriptHash,
-};
+use crate::crypto::schedule::{DirectionalKeys, KeySchedule, SessionSecret, Transcript};
 use crate::crypto::{Opener, Sealer, key_transport, rng::random_bytes, signature};
 use crate::protocol::{
     CloseReason, NONCE_LEN, ProtocolError, RefusalReason, Role, TRANSIENT_BITS, VERSION, labels,
@@ -36,14 +34,13 @@ use crate::wire::handshake::{
 use crate::wire::record::Close;
 use crate::wire::{FrameType, frame};
 
-/// Named intermediate values of one side's handshake, recorded only when
-/// asked for (to write and check `docs/vectors/`). Zeroized on drop.
-#[doc(hidden)]
+/// Named intermediate values of one side's handshake, recorded only when a
+/// test asks for them (to write and check `docs/vectors/`). Zeroized on drop.
 #[derive(Default)]
 #[cfg_attr(test, derive(Clone))]
-pub struct Trace {
+pub(crate) struct Trace {
     /// `(name, value)` in the order they were computed.
-    pub values: Vec<(&'static str, Vec<u8>)>,
+    pub(crate) values: Vec<(&'static str, Vec<u8>)>,
 }
 
 impl Trace {
@@ -85,11 +82,11 @@ pub struct Established {
     pub session: Session,
     /// Who the peer is: its key signed our transcript.
     pub peer: PeerIdentity,
-    /// The final transcript hash, TH_7; both sides hold the same value.
-    pub transcript_hash: TranscriptHash,
-    /// The trace, if one was asked for.
-    #[doc(hidden)]
-    pub trace: Option<Box<Trace>>,
+    /// The final transcript hash, TH7; both sides hold the same value.
+    pub transcript_hash: [u8; 32],
+    /// The trace, if one was asked for (tests only).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) trace: Option<Box<Trace>>,
 }
 
 impl fmt::Debug for Established {
@@ -117,6 +114,7 @@ opaque_debug!(
     InitiatorExpectResponderAuth,
     ResponderVerified,
     Responder,
+    ResponderHelloReceived,
     ResponderExpectKeyTransport,
     ResponderExpectInitiatorIdentity,
     ResponderExpectInitiatorAuth,
@@ -154,11 +152,26 @@ fn open_message<'f>(
     Ok((typ, body))
 }
 
-fn expect_type(frame: &[u8], typ: FrameType, problem: &'static str) -> Result<(), ProtocolError> {
-    if frame::type_byte(frame) == typ as u8 {
-        Ok(())
+/// The body of a plaintext frame of type `typ`.
+fn expect_type<'f>(
+    frame: &'f [u8],
+    typ: FrameType,
+    problem: &'static str,
+) -> Result<&'f [u8], ProtocolError> {
+    let (found, body) = frame::parse(frame)?;
+    if found == typ as u8 {
+        Ok(body)
     } else {
         Err(ProtocolError::PeerMisbehaved(problem))
+    }
+}
+
+/// A peer that presents our own identity key: a connection to ourselves,
+/// which an attacker can arrange by reflecting our own connection back.
+fn own_key() -> ProtocolError {
+    ProtocolError::BadPeerKey {
+        which: "identity",
+        problem: "it is our own key (a connection to ourselves)".into(),
     }
 }
 
@@ -203,9 +216,10 @@ impl Initiator {
         Self::start_traced(rng, false)
     }
 
-    /// As [`start`](Self::start), recording intermediate values if `trace`.
-    #[doc(hidden)]
-    pub fn start_traced(
+    /// As [`start`](Self::start), recording intermediate values if `trace`
+    /// (tests only: a trace holds secrets).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn start_traced(
         rng: &mut impl CryptoRng,
         trace: bool,
     ) -> (InitiatorExpectServerHello, Vec<u8>) {
@@ -239,16 +253,18 @@ impl InitiatorExpectServerHello {
         rng: &mut impl CryptoRng,
         frame: &[u8],
     ) -> Result<(InitiatorExpectResponderIdentity, Vec<u8>), ProtocolError> {
-        let body = frame::body(frame);
-        match FrameType::from_byte(frame::type_byte(frame)) {
+        let (typ, body) = frame::parse(frame).map_err(|_| ProtocolError::NotChat)?;
+        match FrameType::from_byte(typ) {
             Some(FrameType::ServerHello) => {}
             Some(FrameType::Refusal) => {
                 let refusal = Refusal::decode(body)?;
                 return Err(match refusal.reason {
-                    RefusalReason::UnsupportedVersion => ProtocolError::UnsupportedVersion {
-                        theirs: refusal.version,
-                        ours: VERSION,
-                    },
+                    RefusalReason::UnsupportedVersion if refusal.version != VERSION => {
+                        ProtocolError::UnsupportedVersion {
+                            theirs: refusal.version,
+                            ours: VERSION,
+                        }
+                    }
                     reason => ProtocolError::Refused(reason),
                 });
             }
@@ -285,6 +301,7 @@ impl InitiatorExpectServerHello {
             schedule,
             opener: Opener::new(&keys.r2i),
             sealer: Sealer::new(&keys.i2r),
+            transient,
             trace: self.trace,
         };
         Ok((state, frame::encode(FrameType::KeyTransport, &body)))
@@ -298,6 +315,7 @@ pub struct InitiatorExpectResponderIdentity {
     schedule: KeySchedule,
     opener: Opener,
     sealer: Sealer,
+    transient: PublicKey,
     trace: Option<Box<Trace>>,
 }
 
@@ -312,6 +330,13 @@ impl InitiatorExpectResponderIdentity {
             return Err(ProtocolError::PeerMisbehaved("expected ResponderIdentity"));
         }
         let peer = read_identity(body)?;
+        if peer.key == self.transient {
+            return Err(ProtocolError::BadPeerKey {
+                which: "transient",
+                problem: "it is the responder's identity key, which would give no forward secrecy"
+                    .into(),
+            });
+        }
         self.transcript.add(FrameType::ResponderIdentity, body);
         Ok(InitiatorExpectResponderAuth { inner: self, peer })
     }
@@ -374,6 +399,9 @@ impl ResponderVerified {
         identity: &PrivateKey,
         nickname: &str,
     ) -> Result<(Established, Vec<u8>), ProtocolError> {
+        if self.peer.key == *identity.public() {
+            return Err(own_key());
+        }
         let mut s = self.inner;
         let mut out = Vec::new();
         let body = identity_body(identity, nickname)?;
@@ -423,61 +451,82 @@ impl ResponderVerified {
 
 // ----------------------------------------------------------------- responder
 
-/// The responder before the initiator has said anything. It holds the
-/// transient key for this one handshake.
+/// The responder before the initiator has said anything.
 #[cfg_attr(test, derive(Clone))]
 pub struct Responder {
-    transient: PrivateKey,
     trace: Option<Box<Trace>>,
 }
 
 impl Responder {
-    /// A responder that will use `transient` (2048 bits, used once, never stored).
-    pub fn new(transient: PrivateKey) -> Result<Self, ProtocolError> {
-        Self::new_traced(transient, false)
+    /// Reads ClientHello. Nothing costly happens and no transient key is
+    /// spent until it has proven to be a well-formed hello of our version.
+    /// A version we do not speak is [`ProtocolError::UnsupportedVersion`]:
+    /// send [`refusal`]`(RefusalReason::UnsupportedVersion)` and close.
+    pub fn read_client_hello(frame: &[u8]) -> Result<ResponderHelloReceived, ProtocolError> {
+        Self { trace: None }.read(frame)
     }
 
-    /// As [`new`](Self::new), recording intermediate values if `trace`.
-    #[doc(hidden)]
-    pub fn new_traced(transient: PrivateKey, trace: bool) -> Result<Self, ProtocolError> {
+    /// As [`read_client_hello`](Self::read_client_hello), recording
+    /// intermediate values (tests only: a trace holds secrets).
+    #[cfg(test)]
+    pub(crate) fn read_client_hello_traced(
+        frame: &[u8],
+    ) -> Result<ResponderHelloReceived, ProtocolError> {
+        Self {
+            trace: Some(Box::default()),
+        }
+        .read(frame)
+    }
+
+    fn read(mut self, frame: &[u8]) -> Result<ResponderHelloReceived, ProtocolError> {
+        let (typ, body) = frame::parse(frame).map_err(|_| ProtocolError::NotChat)?;
+        if typ != FrameType::ClientHello as u8 {
+            return Err(ProtocolError::NotChat);
+        }
+        let hello = ClientHello::decode(body)?;
+        Trace::record(&mut self.trace, "nonce_i", &hello.nonce);
+        let mut transcript = Transcript::new();
+        transcript.add(FrameType::ClientHello, body);
+        Ok(ResponderHelloReceived {
+            transcript,
+            trace: self.trace,
+        })
+    }
+}
+
+/// The responder holding a valid ClientHello, ready to answer.
+#[cfg_attr(test, derive(Clone))]
+pub struct ResponderHelloReceived {
+    transcript: Transcript,
+    trace: Option<Box<Trace>>,
+}
+
+impl ResponderHelloReceived {
+    /// Answers with ServerHello, offering `transient`: a fresh 2048-bit key
+    /// that is used for this handshake only, never stored, and dropped as
+    /// soon as it has unwrapped the session secret.
+    pub fn reply(
+        mut self,
+        rng: &mut impl CryptoRng,
+        transient: PrivateKey,
+    ) -> Result<(ResponderExpectKeyTransport, Vec<u8>), ProtocolError> {
         if transient.public().bits() != TRANSIENT_BITS {
             return Err(ProtocolError::Misuse(
                 "the transient key must have 2048 bits",
             ));
         }
-        Ok(Self {
-            transient,
-            trace: trace.then(Box::<Trace>::default),
-        })
-    }
-
-    /// Reads ClientHello and returns ServerHello to send. A version we do not
-    /// speak is [`ProtocolError::UnsupportedVersion`]: send
-    /// [`refusal`]`(RefusalReason::UnsupportedVersion)` and close.
-    pub fn read_client_hello(
-        mut self,
-        rng: &mut impl CryptoRng,
-        frame: &[u8],
-    ) -> Result<(ResponderExpectKeyTransport, Vec<u8>), ProtocolError> {
-        if frame::type_byte(frame) != FrameType::ClientHello as u8 {
-            return Err(ProtocolError::NotChat);
-        }
-        let hello = ClientHello::decode(frame::body(frame))?;
-        Trace::record(&mut self.trace, "nonce_i", &hello.nonce);
-        let mut transcript = Transcript::new();
-        transcript.add(FrameType::ClientHello, frame::body(frame));
         let nonce: [u8; NONCE_LEN] = random_bytes(rng);
         Trace::record(&mut self.trace, "nonce_r", &nonce);
         let body = ServerHello {
             version: VERSION,
             nonce,
-            transient: self.transient.public().spki_der(),
+            transient: transient.public().spki_der(),
         }
         .encode();
-        transcript.add(FrameType::ServerHello, &body);
+        self.transcript.add(FrameType::ServerHello, &body);
         let state = ResponderExpectKeyTransport {
-            transcript,
-            transient: self.transient,
+            transcript: self.transcript,
+            transient,
             trace: self.trace,
         };
         Ok((state, frame::encode(FrameType::ServerHello, &body)))
@@ -503,8 +552,12 @@ impl ResponderExpectKeyTransport {
         nickname: &str,
         frame: &[u8],
     ) -> Result<(ResponderExpectInitiatorIdentity, Vec<u8>), ProtocolError> {
-        expect_type(frame, FrameType::KeyTransport, "expected KeyTransport")?;
-        let body = frame::body(frame);
+        let body = expect_type(frame, FrameType::KeyTransport, "expected KeyTransport")?;
+        if identity.public() == self.transient.public() {
+            return Err(ProtocolError::Misuse(
+                "the transient key must not be the identity key",
+            ));
+        }
         let transport = KeyTransport::decode(body)?;
         let secret = key_transport::unwrap(rng, &self.transient, transport.wrapped);
         drop(self.transient);
@@ -544,6 +597,7 @@ impl ResponderExpectKeyTransport {
             transcript: self.transcript,
             schedule,
             opener: Opener::new(&keys.i2r),
+            own: identity.public().fingerprint(),
             trace: self.trace,
         };
         Ok((state, out))
@@ -556,6 +610,7 @@ pub struct ResponderExpectInitiatorIdentity {
     transcript: Transcript,
     schedule: KeySchedule,
     opener: Opener,
+    own: crate::crypto::Fingerprint,
     trace: Option<Box<Trace>>,
 }
 
@@ -574,6 +629,9 @@ impl ResponderExpectInitiatorIdentity {
             return Err(ProtocolError::PeerMisbehaved("expected InitiatorIdentity"));
         }
         let peer = read_identity(body)?;
+        if peer.key.fingerprint() == self.own {
+            return Err(own_key());
+        }
         self.transcript.add(FrameType::InitiatorIdentity, body);
         Ok(ResponderExpectInitiatorAuth { inner: self, peer })
     }
@@ -620,3 +678,5 @@ impl ResponderExpectInitiatorAuth {
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod vectors;

@@ -9,6 +9,7 @@ use crate::crypto::test_keys;
 use crate::protocol::MAX_HANDSHAKE_FRAME;
 use crate::session::Event;
 use crate::wire::FrameDecoder;
+use crate::wire::handshake::Refusal;
 
 fn rng(seed: u8) -> ChaCha20Rng {
     ChaCha20Rng::from_seed([seed; 32])
@@ -35,7 +36,6 @@ fn frames(flight: &[u8], n: usize) -> Result<Vec<Vec<u8>>, ProtocolError> {
 struct Honest {
     flights: [Vec<u8>; 5],
     initiator_sent_hello: InitiatorExpectServerHello,
-    responder_new: Responder,
     responder_sent_hello: ResponderExpectKeyTransport,
     initiator_sent_transport: InitiatorExpectResponderIdentity,
     responder_sent_auth: ResponderExpectInitiatorIdentity,
@@ -46,11 +46,10 @@ struct Honest {
 fn honest() -> Honest {
     let identity_i = test_keys::initiator();
     let identity_r = test_keys::responder();
-    let responder_new = Responder::new(test_keys::transient()).unwrap();
     let (initiator_sent_hello, m1) = Initiator::start(&mut rng(1));
-    let (responder_sent_hello, m2) = responder_new
-        .clone()
-        .read_client_hello(&mut rng(2), &m1)
+    let (responder_sent_hello, m2) = Responder::read_client_hello(&m1)
+        .unwrap()
+        .reply(&mut rng(2), test_keys::transient())
         .unwrap();
     let (initiator_sent_transport, m3) = initiator_sent_hello
         .clone()
@@ -63,7 +62,6 @@ fn honest() -> Honest {
     let mut h = Honest {
         flights: [m1, m2, m3, m45, Vec::new()],
         initiator_sent_hello,
-        responder_new,
         responder_sent_hello,
         initiator_sent_transport,
         responder_sent_auth,
@@ -78,10 +76,8 @@ fn honest() -> Honest {
 impl Honest {
     fn run_from_m1(&self, m1: Vec<u8>) -> Result<(Established, Established), ProtocolError> {
         let [m1] = <[Vec<u8>; 1]>::try_from(frames(&m1, 1)?).unwrap();
-        let (r, m2) = self
-            .responder_new
-            .clone()
-            .read_client_hello(&mut rng(2), &m1)?;
+        let (r, m2) =
+            Responder::read_client_hello(&m1)?.reply(&mut rng(2), test_keys::transient())?;
         self.run_from_m2_with(r, m2)
     }
 
@@ -201,7 +197,7 @@ fn both_roles_complete_and_agree() {
     let frame = decoder.next_frame().unwrap().unwrap();
     assert_eq!(
         i.session.recv().open(frame).unwrap(),
-        Event::Receipt { id: 1 }
+        Event::Receipt { ids: 1..=1 }
     );
 }
 
@@ -252,17 +248,20 @@ fn unknown_version_is_refused_with_a_reason() {
     let h = honest();
     let mut m1 = h.flights[0].clone();
     m1[9] = 2; // the version byte: 4 length, 1 type, 4 magic
-    let err = h
-        .responder_new
-        .clone()
-        .read_client_hello(&mut rng(2), &m1)
-        .unwrap_err();
+    let err = Responder::read_client_hello(&m1).unwrap_err();
     assert_eq!(
         err,
         ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 }
     );
     // The responder's refusal tells the initiator which version it speaks.
-    let reply = refusal(RefusalReason::UnsupportedVersion);
+    let reply = frame::encode(
+        FrameType::Refusal,
+        &Refusal {
+            reason: RefusalReason::UnsupportedVersion,
+            version: 2,
+        }
+        .encode(),
+    );
     let err = h
         .initiator_sent_hello
         .clone()
@@ -270,7 +269,7 @@ fn unknown_version_is_refused_with_a_reason() {
         .unwrap_err();
     assert_eq!(
         err,
-        ProtocolError::UnsupportedVersion { theirs: 1, ours: 1 }
+        ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 }
     );
     let busy = refusal(RefusalReason::Busy);
     assert_eq!(
@@ -287,9 +286,11 @@ fn unknown_version_is_refused_with_a_reason() {
 /// checked against the announced key.
 #[test]
 fn a_swapped_identity_fails_the_signature_check() {
-    let responder = Responder::new_traced(test_keys::transient(), true).unwrap();
     let (initiator, m1) = Initiator::start(&mut rng(1));
-    let (responder, m2) = responder.read_client_hello(&mut rng(2), &m1).unwrap();
+    let (responder, m2) = Responder::read_client_hello(&m1)
+        .unwrap()
+        .reply(&mut rng(2), test_keys::transient())
+        .unwrap();
     let (initiator, m3) = initiator.read_server_hello(&mut rng(3), &m2).unwrap();
     let identity_r = test_keys::responder();
     let (_, m45) = responder
@@ -297,15 +298,16 @@ fn a_swapped_identity_fails_the_signature_check() {
         .unwrap();
     let frames = frames(&m45, 2).unwrap();
     // Re-seal m4 with the initiator's key in place of the responder's.
+    let body = |f: &[u8]| frame::parse(f).unwrap().1.to_vec();
     let mut secret_transcript = Transcript::new();
-    secret_transcript.add(FrameType::ClientHello, frame::body(&m1));
-    secret_transcript.add(FrameType::ServerHello, frame::body(&m2));
-    secret_transcript.add(FrameType::KeyTransport, frame::body(&m3));
+    secret_transcript.add(FrameType::ClientHello, &body(&m1));
+    secret_transcript.add(FrameType::ServerHello, &body(&m2));
+    secret_transcript.add(FrameType::KeyTransport, &body(&m3));
     let th3 = secret_transcript.hash();
     let secret = key_transport::unwrap(
         &mut rng(9),
         &test_keys::transient(),
-        KeyTransport::decode(frame::body(&m3)).unwrap().wrapped,
+        KeyTransport::decode(&body(&m3)).unwrap().wrapped,
     )
     .unwrap();
     let keys = KeySchedule::new(&secret).handshake_keys(&th3);
@@ -381,8 +383,11 @@ fn a_replayed_key_transport_fails_against_a_fresh_transient_key() {
     let h = honest();
     // The same ClientHello and KeyTransport, replayed to a responder that has
     // a new transient key, as a server would after the first session.
-    let fresh = Responder::new(PrivateKey::generate(&mut rng(7), TRANSIENT_BITS).unwrap()).unwrap();
-    let (responder, _) = fresh.read_client_hello(&mut rng(8), &h.flights[0]).unwrap();
+    let fresh = PrivateKey::generate(&mut rng(7), TRANSIENT_BITS).unwrap();
+    let (responder, _) = Responder::read_client_hello(&h.flights[0])
+        .unwrap()
+        .reply(&mut rng(8), fresh)
+        .unwrap();
     assert_eq!(
         responder
             .read_key_transport(&mut rng(4), &h.identity_r, "bob", &h.flights[2])
@@ -390,6 +395,78 @@ fn a_replayed_key_transport_fails_against_a_fresh_transient_key() {
             .unwrap(),
         ProtocolError::AuthenticationFailed
     );
+}
+
+#[test]
+fn short_or_inconsistent_frames_are_errors_not_panics() {
+    let h = honest();
+    for bad in [&[][..], &[0, 0, 0], &[0, 0, 0, 1], &[0, 0, 0, 9, 1, 2]] {
+        assert!(Responder::read_client_hello(bad).is_err());
+        assert!(
+            h.initiator_sent_hello
+                .clone()
+                .read_server_hello(&mut rng(3), bad)
+                .is_err()
+        );
+        assert!(
+            h.responder_sent_hello
+                .clone()
+                .read_key_transport(&mut rng(4), &h.identity_r, "bob", bad)
+                .is_err()
+        );
+    }
+}
+
+#[test]
+fn the_identity_key_cannot_serve_as_transient_key() {
+    let (_, m1) = Initiator::start(&mut rng(1));
+    // Bob's identity and transient keys are the same 2048-bit key here.
+    let key = test_keys::initiator();
+    let (responder, _) = Responder::read_client_hello(&m1)
+        .unwrap()
+        .reply(&mut rng(2), key.clone())
+        .unwrap();
+    let h = honest();
+    assert!(matches!(
+        responder.read_key_transport(&mut rng(4), &key, "bob", &h.flights[2]),
+        Err(ProtocolError::Misuse(_))
+    ));
+}
+
+#[test]
+fn a_connection_to_ourselves_is_refused() {
+    // An attacker can reflect our own connection back to our own listener.
+    let h = honest();
+    let [mut m4, mut m5] = <[Vec<u8>; 2]>::try_from(frames(&h.flights[3], 2).unwrap()).unwrap();
+    let verified = h
+        .initiator_sent_transport
+        .clone()
+        .read_responder_identity(&mut m4)
+        .unwrap()
+        .read_responder_auth(&mut m5)
+        .unwrap();
+    // The initiator refuses a responder holding its own key...
+    assert!(matches!(
+        verified.finish(&mut rng(5), &h.identity_r, "bob"),
+        Err(ProtocolError::BadPeerKey { .. })
+    ));
+    // ...and the responder refuses an initiator presenting the responder's
+    // own key, even correctly sealed under the handshake key.
+    let mut sealer = h.initiator_sent_transport.sealer.clone();
+    let mut m6 = Vec::new();
+    sealer
+        .seal(
+            FrameType::InitiatorIdentity,
+            &identity_body(&h.identity_r, "bob").unwrap(),
+            &mut m6,
+        )
+        .unwrap();
+    assert!(matches!(
+        h.responder_sent_auth
+            .clone()
+            .read_initiator_identity(&mut m6),
+        Err(ProtocolError::BadPeerKey { .. })
+    ));
 }
 
 #[test]

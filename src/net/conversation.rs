@@ -108,7 +108,13 @@ impl Writer {
         if self.ended {
             return Err(SendError::Ended);
         }
-        f(&mut self.send, &mut self.buf).map_err(SendError::Protocol)?;
+        if let Err(e) = f(&mut self.send, &mut self.buf) {
+            if let ProtocolError::Exhausted(_) = e {
+                // A session limit: say goodbye while we still can.
+                self.close(CloseReason::Goodbye);
+            }
+            return Err(SendError::Protocol(e));
+        }
         self.flush().map_err(SendError::Io)
     }
 
@@ -218,9 +224,15 @@ impl Sender {
             if w.ended {
                 return Err(SendError::Ended);
             }
-            w.send
+            if let Err(e) = w
+                .send
                 .chunk_in_place(&mut frame[..HEADER_LEN + n + TAG_LEN])
-                .map_err(SendError::Protocol)?;
+            {
+                if let ProtocolError::Exhausted(_) = e {
+                    w.close(CloseReason::Goodbye);
+                }
+                return Err(SendError::Protocol(e));
+            }
             let result = w.stream.write_all(&frame[..HEADER_LEN + n + TAG_LEN]);
             w.last_write = Instant::now();
             result.map_err(SendError::Io)?;
@@ -523,8 +535,9 @@ fn handle(
             }
             handler.message_end(id).map_err(local)?;
         }
-        Event::Receipt { id } => {
-            let ids = shared.writer().send.acknowledge(id)?;
+        Event::Receipt { ids } => {
+            // Take the lock so that a waiter cannot miss the notification.
+            drop(shared.writer());
             shared.acknowledged.notify_all();
             handler.delivered(ids);
         }

@@ -205,28 +205,29 @@ fn first_frame_error(error: NetError) -> NetError {
 }
 
 /// Runs the responder's handshake on an accepted connection. A ClientHello of
-/// another version is answered with a Refusal.
+/// another version is answered with a Refusal. A transient key is taken from
+/// `transient` only once a valid ClientHello has arrived.
 pub fn respond(
     mut stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
-    transient: PrivateKey,
+    transient: impl FnOnce() -> PrivateKey,
 ) -> Result<Connected, NetError> {
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
     let during = "during the handshake";
-    let state = Responder::new(transient)?;
     let m1 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
-    let (state, m2) = match state.read_client_hello(rng, m1) {
-        Ok(next) => next,
+    let state = match Responder::read_client_hello(m1) {
+        Ok(state) => state,
         Err(e @ ProtocolError::UnsupportedVersion { .. }) => {
             let _ = stream.write_all(&refusal(RefusalReason::UnsupportedVersion));
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
     };
+    let (state, m2) = state.reply(rng, transient())?;
     stream.write_all(&m2)?;
     let m3 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let (state, m45) = state.read_key_transport(rng, identity, nickname, m3)?;

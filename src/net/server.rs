@@ -144,14 +144,13 @@ fn handle(stream: TcpStream, context: &Context) {
         );
         return;
     }
-    let transient = context.pool.take();
     let mut rng = rand::rng();
     let connected = match respond(
         stream,
         &mut rng,
         &context.identity,
         &context.nickname,
-        transient,
+        || context.pool.take(),
     ) {
         Ok(connected) => connected,
         Err(e) => {

