@@ -67,9 +67,12 @@ pub enum Error {
     /// The peer's key is not trusted under the chosen policy.
     #[error("{0}")]
     Untrusted(String),
-    /// The peer refused us.
+    /// The peer refused us: it does not trust our key.
     #[error("{0}")]
     Refused(String),
+    /// The peer refused the connection for now (busy, or another reason it gave).
+    #[error("{0}")]
+    Busy(String),
     /// A pinned name or address presents another key.
     #[error(
         "the key of {:?} has changed (pinned {}, presented {}); refusing to talk, see the warning above",
@@ -109,7 +112,9 @@ impl Error {
             | Error::Trust(_)
             | Error::Io { .. }
             | Error::Input(_) => EXIT_LOCAL,
-            Error::Net(_) | Error::Peer { .. } | Error::NetUndelivered { .. } => EXIT_NETWORK,
+            Error::Net(_) | Error::Peer { .. } | Error::NetUndelivered { .. } | Error::Busy(_) => {
+                EXIT_NETWORK
+            }
             Error::Untrusted(_) | Error::Refused(_) => EXIT_UNTRUSTED,
             Error::KeyChanged(_) => EXIT_KEY_CHANGED,
             Error::Undelivered { .. } => EXIT_UNDELIVERED,

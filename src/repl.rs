@@ -80,7 +80,10 @@ pub fn run(
     let mut printer = editor
         .create_external_printer()
         .map_err(std::io::Error::other)?;
-    let notice: Notice = Arc::new(Mutex::new(Box::new(move |line: String| {
+    let notice: Notice = Arc::new(Mutex::new(Box::new(move |mut line: String| {
+        // Outside readline the printer writes straight through, so the line
+        // brings its own end.
+        line.push('\n');
         let _ = printer.print(line);
     })));
     let running = Arc::new(Mutex::new(true));
@@ -115,7 +118,10 @@ pub fn run(
     *running.lock().unwrap_or_else(|p| p.into_inner()) = false;
     sigint_default().store(true, Ordering::SeqCst);
     result?;
-    Ok(conversation.wait())
+    let summary = conversation.wait();
+    let label = view.lock().unwrap_or_else(|p| p.into_inner()).label();
+    println!("{}", farewell(&label, &summary));
+    Ok(summary)
 }
 
 fn read_loop(
@@ -319,32 +325,13 @@ impl Handler for ReplHandler {
         );
     }
 
-    fn ended(&mut self, summary: &Summary) {
-        let label = self.view.lock().unwrap_or_else(|p| p.into_inner()).label();
-        let mut lines = vec![match &summary.ending {
-            Ending::Finished => format!("The conversation with {label} is over."),
-            Ending::ClosedByUs => format!("You left the conversation with {label}."),
-            Ending::ClosedByPeer(CloseReason::Goodbye) => format!("{label} left the conversation."),
-            Ending::ClosedByPeer(reason) => format!("{label} ended the conversation: {reason}."),
-            Ending::Failed(e) => format!("The connection to {label} failed: {e}."),
-        }];
-        if let Some(id) = summary.cut_off {
-            lines.push(format!(
-                "Message #{id} from {label} was cut off and is not shown."
-            ));
-        }
-        if !summary.unacknowledged.is_empty() {
-            let ids: Vec<String> = summary
-                .unacknowledged
-                .iter()
-                .map(|id| format!("#{id}"))
-                .collect();
-            lines.push(format!("Not delivered (no receipt): {}.", ids.join(", ")));
-        }
-        notify(&self.notice, lines.join("\n"));
-        // Wake the prompt until the loop notices the end.
+    fn ended(&mut self, _summary: &Summary) {
+        // Wake the prompt until the loop notices the end. The first wake-up
+        // waits a moment, so that rustyline prints the lines still queued
+        // for it (the last messages) before it gives up waiting for input.
         let running = Arc::clone(&self.running);
         thread::spawn(move || {
+            thread::sleep(Duration::from_millis(150));
             loop {
                 {
                     let running = running.lock().unwrap_or_else(|p| p.into_inner());
@@ -357,6 +344,31 @@ impl Handler for ReplHandler {
             }
         });
     }
+}
+
+/// What the user is told when the conversation is over.
+fn farewell(label: &str, summary: &Summary) -> String {
+    let mut lines = vec![match &summary.ending {
+        Ending::Finished => format!("The conversation with {label} is over."),
+        Ending::ClosedByUs => format!("You left the conversation with {label}."),
+        Ending::ClosedByPeer(CloseReason::Goodbye) => format!("{label} left the conversation."),
+        Ending::ClosedByPeer(reason) => format!("{label} ended the conversation: {reason}."),
+        Ending::Failed(e) => format!("The connection to {label} failed: {e}."),
+    }];
+    if let Some(id) = summary.cut_off {
+        lines.push(format!(
+            "Message #{id} from {label} was cut off and is not shown."
+        ));
+    }
+    if !summary.unacknowledged.is_empty() {
+        let ids: Vec<String> = summary
+            .unacknowledged
+            .iter()
+            .map(|id| format!("#{id}"))
+            .collect();
+        lines.push(format!("Not delivered (no receipt): {}.", ids.join(", ")));
+    }
+    lines.join("\n")
 }
 
 /// `[label] first line`, with later lines indented under the first.

@@ -188,7 +188,7 @@ fn report_key_change(error: &Error) {
 fn refine_refusal(error: NetError, address: &Address) -> Error {
     match error {
         NetError::Protocol(ProtocolError::Refused(reason)) => {
-            Error::Refused(format!("{address} refused the connection: {reason}"))
+            Error::Busy(format!("{address} refused the connection: {reason}"))
         }
         error @ (NetError::Resolve { .. } | NetError::Connect { .. }) => Error::Net(error),
         error => Error::Peer {
@@ -376,7 +376,7 @@ pub(super) fn conclude(summary: &Summary) -> Result<(), Error> {
             "the peer refused to talk: it does not trust our key (or it changed since it pinned it)".into(),
         )),
         Ending::ClosedByPeer(CloseReason::Busy) => {
-            Err(Error::Refused("the peer is busy in another conversation; try again later".into()))
+            Err(Error::Busy("the peer is busy in another conversation; try again later".into()))
         }
         Ending::ClosedByPeer(reason @ (CloseReason::TooLarge | CloseReason::ProtocolError | CloseReason::Other(_))) => {
             Err(Error::Undelivered {

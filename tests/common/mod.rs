@@ -169,3 +169,161 @@ impl Unchanged {
         );
     }
 }
+
+/// A `chat` process running in the background, its output collected as it
+/// comes. Killed when dropped.
+pub struct Running {
+    child: std::process::Child,
+    stdout: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    readers: Vec<std::thread::JoinHandle<()>>,
+}
+
+fn collect(
+    mut source: impl std::io::Read + Send + 'static,
+) -> (
+    std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    std::thread::JoinHandle<()>,
+) {
+    let sink = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let writer = std::sync::Arc::clone(&sink);
+    let handle = std::thread::spawn(move || {
+        let mut buf = [0u8; 65536];
+        loop {
+            match source.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => writer.lock().unwrap().extend_from_slice(&buf[..n]),
+            }
+        }
+    });
+    (sink, handle)
+}
+
+impl Running {
+    /// Starts `command` with standard output and error captured. Standard
+    /// input is whatever the command was given (null by default).
+    pub fn spawn(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat");
+        let (stdout, out_reader) = collect(child.stdout.take().unwrap());
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout,
+            stderr,
+            readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// The child's standard input, if it was piped.
+    pub fn stdin(&mut self) -> std::process::ChildStdin {
+        self.child.stdin.take().expect("stdin was piped")
+    }
+
+    /// The process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Standard error so far.
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+    }
+
+    /// Standard output so far.
+    pub fn stdout(&self) -> Vec<u8> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// Waits until standard error contains `needle`.
+    #[track_caller]
+    pub fn wait_for_stderr(&self, needle: &str, timeout: std::time::Duration) -> String {
+        let deadline = std::time::Instant::now() + timeout;
+        loop {
+            let text = self.stderr();
+            if text.contains(needle) {
+                return text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "no {needle:?} on stderr within {timeout:?}: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
+
+    /// The port of a `chat serve` started with `--listen 127.0.0.1:0`, from
+    /// its first line.
+    pub fn port(&self) -> u16 {
+        let text = self.wait_for_stderr("listening on ", std::time::Duration::from_secs(10));
+        let first = text.lines().next().unwrap();
+        assert!(first.starts_with("listening on "), "first line: {first}");
+        first.rsplit(':').next().unwrap().parse().unwrap()
+    }
+
+    /// Waits for the process to exit (killing it after `timeout`, which fails
+    /// the test) and returns what it printed.
+    #[track_caller]
+    pub fn finish(mut self, timeout: std::time::Duration) -> Outcome {
+        let deadline = std::time::Instant::now() + timeout;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                break status;
+            }
+            if std::time::Instant::now() >= deadline {
+                let _ = self.child.kill();
+                panic!(
+                    "chat did not exit within {timeout:?}; stderr: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        Outcome {
+            code: status.code(),
+            stdout: String::from_utf8_lossy(&self.stdout.lock().unwrap()).into_owned(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `chat serve --once` on a free loopback port, with `extra` arguments.
+pub fn serve(home: &TestHome, extra: &[&str], stdin: Stdio) -> Running {
+    let mut command = home.chat();
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--once",
+            "--name",
+            "bob",
+        ])
+        .args(extra)
+        .stdin(stdin);
+    Running::spawn(command)
+}
+
+/// The fingerprint of a fixed key, as chat prints it.
+pub fn fingerprint_of(name: &str) -> String {
+    let home = TestHome::with_identity(name);
+    home.run(&["fingerprint"]).ok().trim().to_string()
+}
+
+/// Seconds, for timeouts.
+pub fn secs(n: u64) -> std::time::Duration {
+    std::time::Duration::from_secs(n)
+}

@@ -1,0 +1,146 @@
+//! Every way dialling can fail: one clear line on standard error and the
+//! network exit code (3).
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpListener;
+use std::thread;
+
+use common::{TestHome, secs};
+
+fn one_line(outcome: &common::Outcome, needles: &[&str]) {
+    let err = outcome.fails(3, needles);
+    assert_eq!(err.lines().count(), 1, "more than one line: {err}");
+    assert!(err.starts_with("chat: "), "{err}");
+}
+
+#[test]
+fn unresolvable_host() {
+    let home = TestHome::with_identity("initiator");
+    one_line(
+        &home.run(&["send", "no-such-host.invalid:7777", "--accept-new"]),
+        &["cannot resolve no-such-host.invalid"],
+    );
+}
+
+#[test]
+fn connection_refused() {
+    let port = {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let home = TestHome::with_identity("initiator");
+    one_line(
+        &home.run(&["connect", &format!("127.0.0.1:{port}"), "--accept-new"]),
+        &[
+            "cannot connect to 127.0.0.1",
+            "refused",
+            "is `chat serve` running there?",
+        ],
+    );
+}
+
+/// A listener that answers every connection with `reply`, after reading
+/// what the client sends first if `read_first`.
+fn fake_server(reply: &'static [u8], read_first: bool) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    thread::spawn(move || {
+        for stream in listener.incoming() {
+            let mut stream = stream.unwrap();
+            if read_first {
+                let mut buf = [0u8; 64];
+                let _ = stream.read(&mut buf);
+            }
+            let _ = stream.write_all(reply);
+            thread::sleep(std::time::Duration::from_millis(200));
+        }
+    });
+    port
+}
+
+#[test]
+fn an_ssh_server_is_not_a_chat_peer() {
+    let port = fake_server(b"SSH-2.0-OpenSSH_9.6 Debian\r\n", false);
+    let home = TestHome::with_identity("initiator");
+    one_line(
+        &home.run(&["send", &format!("127.0.0.1:{port}"), "--accept-new"]),
+        &["does not speak the chat protocol"],
+    );
+}
+
+#[test]
+fn an_http_server_is_not_a_chat_peer() {
+    let port = fake_server(
+        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n",
+        true,
+    );
+    let home = TestHome::with_identity("initiator");
+    one_line(
+        &home.run(&["connect", &format!("127.0.0.1:{port}"), "--accept-new"]),
+        &["does not speak the chat protocol"],
+    );
+}
+
+#[test]
+fn a_server_that_hangs_up_at_once() {
+    let port = fake_server(b"", true);
+    let home = TestHome::with_identity("initiator");
+    one_line(
+        &home.run(&["send", &format!("127.0.0.1:{port}"), "--accept-new"]),
+        &["cut during the handshake"],
+    );
+}
+
+#[test]
+fn a_silent_server_times_out() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let _held = thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        thread::sleep(secs(30));
+        drop(stream);
+    });
+    let home = TestHome::with_identity("initiator");
+    let started = std::time::Instant::now();
+    let outcome = home.run(&["send", &format!("127.0.0.1:{port}"), "--accept-new"]);
+    one_line(&outcome, &["timed out during the handshake"]);
+    let waited = started.elapsed();
+    assert!(
+        waited >= secs(9) && waited < secs(20),
+        "gave up after {waited:?}"
+    );
+}
+
+#[test]
+fn a_newer_protocol_version_is_refused_with_both_versions() {
+    // A responder that speaks version 2 refuses our version-1 hello.
+    let port = fake_server(&[0, 0, 0, 3, 0x0F, 1, 2], true);
+    let home = TestHome::with_identity("initiator");
+    one_line(
+        &home.run(&["send", &format!("127.0.0.1:{port}"), "--accept-new"]),
+        &["speaks chat protocol version 2", "version 1"],
+    );
+}
+
+#[test]
+fn a_server_refuses_a_client_speaking_another_version() {
+    let bob = TestHome::with_identity("responder");
+    let server = common::serve(&bob, &["--accept-new"], std::process::Stdio::null());
+    let port = server.port();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut hello = vec![0, 0, 0, 38, 0x01];
+    hello.extend_from_slice(b"chat");
+    hello.push(2);
+    hello.extend_from_slice(&[7; 32]);
+    stream.write_all(&hello).unwrap();
+    let mut reply = Vec::new();
+    stream.read_to_end(&mut reply).unwrap();
+    assert_eq!(
+        reply,
+        [0, 0, 0, 3, 0x0F, 1, 1],
+        "a Refusal: unsupported version, we speak 1"
+    );
+    server.wait_for_stderr("version 2", secs(10));
+}
