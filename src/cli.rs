@@ -105,6 +105,18 @@ pub struct SendArgs {
     pub common: CommonArgs,
 }
 
+impl Cli {
+    /// Whether events go to standard output as JSON (`--json`).
+    pub fn json(&self) -> bool {
+        match &self.command {
+            Command::Serve(args) => args.common.json,
+            Command::Connect(args) => args.common.json,
+            Command::Send(args) => args.common.json,
+            _ => false,
+        }
+    }
+}
+
 fn parse_peer_address(text: &str) -> Result<Address, String> {
     Address::parse_with_default_port(text, crate::address::DEFAULT_PORT).map_err(|e| e.to_string())
 }

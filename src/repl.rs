@@ -303,7 +303,12 @@ impl Handler for ReplHandler {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .marked_label();
-        let shown = sanitize::for_display(&std::mem::take(&mut self.text));
+        let mut text = std::mem::take(&mut self.text);
+        // The line break that ends a typed or piped message is not a line.
+        if text.last() == Some(&b'\n') {
+            text.pop();
+        }
+        let shown = sanitize::for_display(&text);
         notify(&self.notice, format_message(&label, &shown));
         Ok(())
     }

@@ -208,13 +208,14 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
         .local_addr()
         .map_err(Error::io("reading the listening address"))?;
     eprintln!("listening on {local}");
-    if let Some(line) = created {
-        eprintln!("{line}");
+    match created {
+        Some(line) => eprintln!("{line}"),
+        None => eprintln!(
+            "Your fingerprint is {}.",
+            me.identity.public().fingerprint()
+        ),
     }
-    eprintln!(
-        "Your fingerprint is {}. Waiting for a peer; Ctrl-C to stop.",
-        me.identity.public().fingerprint()
-    );
+    eprintln!("Waiting for a peer; Ctrl-C to stop.");
     let log: server::Log = Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))));
     let conversations = server::serve(listener, Arc::clone(&me.identity), me.nickname.clone(), log);
     let policy = Policy::from_args(&args.common, interactive);
@@ -614,7 +615,10 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
             if args.common.json {
                 json_event(json!({"event": "sent", "id": id}));
             }
-            sender.wait_acknowledged(id);
+            if sender.wait_acknowledged(id) {
+                let name = view.lock().expect("peer view").label();
+                eprintln!("Delivered to {name}.");
+            }
             sender.close(CloseReason::Goodbye);
         }
         Err(crate::net::conversation::SendError::Source(e)) => {
