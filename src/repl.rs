@@ -97,6 +97,9 @@ pub fn run(
         view: Arc::clone(&view),
         notice: notice.clone(),
         text: Vec::new(),
+        streaming: false,
+        pieces: sanitize::Utf8Pieces::default(),
+        lines: String::new(),
         running: Arc::clone(&running),
     };
     let Connected {
@@ -283,26 +286,75 @@ struct ReplHandler {
     view: Arc<Mutex<PeerView>>,
     notice: Notice,
     text: Vec<u8>,
+    /// A message too long to hold is shown line by line as it arrives.
+    streaming: bool,
+    pieces: sanitize::Utf8Pieces,
+    lines: String,
     running: Arc<Mutex<bool>>,
 }
 
+/// Messages longer than this are shown as they arrive, not held until complete.
+const STREAM_AFTER: u64 = 1 << 20;
+
+impl ReplHandler {
+    fn marked_label(&self) -> String {
+        self.view.lock().unwrap_or_else(|p| p.into_inner()).marked_label()
+    }
+
+    /// Prints the complete lines received so far of a streamed message.
+    fn print_lines(&mut self, all: bool) {
+        let cut = if all {
+            self.lines.len()
+        } else {
+            match self.lines.rfind('\n') {
+                Some(i) => i + 1,
+                // A very long line is shown in parts rather than held.
+                None if self.lines.len() > 64 * 1024 => self.lines.len(),
+                None => return,
+            }
+        };
+        let chunk: String = self.lines.drain(..cut).collect();
+        let chunk = chunk.strip_suffix('\n').unwrap_or(&chunk);
+        if !chunk.is_empty() || all {
+            notify(&self.notice, sanitize::for_display(chunk.as_bytes()));
+        }
+    }
+}
+
 impl Handler for ReplHandler {
-    fn message_start(&mut self, _id: u64, _length: u64) -> std::io::Result<()> {
+    fn message_start(&mut self, id: u64, length: u64) -> std::io::Result<()> {
         self.text.clear();
+        self.streaming = length > STREAM_AFTER;
+        if self.streaming {
+            let label = self.marked_label();
+            notify(
+                &self.notice,
+                format!("[{label}] message #{id}, {length} bytes, shown as it arrives:"),
+            );
+        }
         Ok(())
     }
 
     fn message_data(&mut self, _id: u64, data: &[u8]) -> std::io::Result<()> {
-        self.text.extend_from_slice(data);
+        if self.streaming {
+            let text = self.pieces.push(data);
+            self.lines.push_str(&text);
+            self.print_lines(false);
+        } else {
+            self.text.extend_from_slice(data);
+        }
         Ok(())
     }
 
-    fn message_end(&mut self, _id: u64) -> std::io::Result<()> {
-        let label = self
-            .view
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .marked_label();
+    fn message_end(&mut self, id: u64) -> std::io::Result<()> {
+        let label = self.marked_label();
+        if self.streaming {
+            let rest = self.pieces.finish();
+            self.lines.push_str(&rest);
+            self.print_lines(true);
+            notify(&self.notice, format!("[{label}] end of message #{id}"));
+            return Ok(());
+        }
         let mut text = std::mem::take(&mut self.text);
         // The line break that ends a typed or piped message is not a line.
         if text.last() == Some(&b'\n') {
@@ -362,7 +414,7 @@ fn farewell(label: &str, summary: &Summary) -> String {
     }];
     if let Some(id) = summary.cut_off {
         lines.push(format!(
-            "Message #{id} from {label} was cut off and is not shown."
+            "Message #{id} from {label} was cut off before its end; what was shown of it is incomplete."
         ));
     }
     if !summary.unacknowledged.is_empty() {

@@ -63,6 +63,55 @@ pub fn one_line(text: &str) -> String {
     out
 }
 
+/// Decodes text that arrives in pieces, holding back a character cut in two
+/// at a piece's end until the rest arrives.
+#[derive(Debug, Default)]
+pub struct Utf8Pieces {
+    pending: Vec<u8>,
+}
+
+impl Utf8Pieces {
+    /// The text of `data` (and of bytes held back before it), up to the last
+    /// complete character. Invalid bytes become U+FFFD.
+    pub fn push(&mut self, data: &[u8]) -> String {
+        self.pending.extend_from_slice(data);
+        let keep = match std::str::from_utf8(&self.pending) {
+            Ok(_) => 0,
+            // An incomplete character at the very end: wait for its rest.
+            Err(e) if e.error_len().is_none() => self.pending.len() - e.valid_up_to(),
+            Err(_) => incomplete_tail(&self.pending),
+        };
+        let complete = self.pending.len() - keep;
+        let text = String::from_utf8_lossy(&self.pending[..complete]).into_owned();
+        self.pending.drain(..complete);
+        text
+    }
+
+    /// Whatever is still held back, when no more is coming.
+    pub fn finish(&mut self) -> String {
+        let text = String::from_utf8_lossy(&self.pending).into_owned();
+        self.pending.clear();
+        text
+    }
+}
+
+/// How many bytes at the end of `bytes` start a character that is not
+/// complete yet (0 to 3).
+fn incomplete_tail(bytes: &[u8]) -> usize {
+    for back in 1..=3.min(bytes.len()) {
+        let b = bytes[bytes.len() - back];
+        let needed = match b {
+            0xC0..=0xDF => 2,
+            0xE0..=0xEF => 3,
+            0xF0..=0xF7 => 4,
+            0x80..=0xBF => continue,
+            _ => return 0,
+        };
+        return if needed > back { back } else { 0 };
+    }
+    0
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -82,6 +131,22 @@ mod tests {
         assert_eq!(for_display(b"\x7f"), "^?");
         assert_eq!(one_line("a\nb\tc"), "a^Jb^Ic");
         assert_eq!(one_line("b\u{200b}ob"), "b\\u{200b}ob");
+    }
+
+    #[test]
+    fn pieces_keep_characters_whole() {
+        let text = "héllo wörld €€ 日本";
+        let bytes = text.as_bytes();
+        for cut in 0..bytes.len() {
+            let mut pieces = Utf8Pieces::default();
+            let mut out = pieces.push(&bytes[..cut]);
+            out += &pieces.push(&bytes[cut..]);
+            out += &pieces.finish();
+            assert_eq!(out, text, "cut at {cut}");
+        }
+        let mut pieces = Utf8Pieces::default();
+        assert_eq!(pieces.push(b"a\xffb\xe2\x82"), "a\u{fffd}b");
+        assert_eq!(pieces.push(b"\xac"), "€");
     }
 
     proptest! {

@@ -54,15 +54,20 @@ pub fn ending_event(summary: &Summary) -> serde_json::Value {
     })
 }
 
-/// Receives messages for a program without a REPL.
+/// Receives messages for a program without a REPL. A message is printed
+/// once complete; one announced longer than 1 MiB is streamed as it arrives
+/// instead (as `message_start`, `message_data` and `message_end` events with
+/// `--json`), so memory stays bounded whatever the peer sends.
 pub struct OutputHandler {
     view: Arc<Mutex<PeerView>>,
     json: bool,
     /// Standard output is a terminal: neutralise control characters.
     terminal: bool,
     notice: Notice,
-    text: Vec<u8>,
     length: u64,
+    streaming: bool,
+    text: Vec<u8>,
+    pieces: sanitize::Utf8Pieces,
     streamed: u64,
     last_byte: Option<u8>,
 }
@@ -75,8 +80,10 @@ impl OutputHandler {
             json,
             terminal: io::stdout().is_terminal(),
             notice,
-            text: Vec::new(),
             length: 0,
+            streaming: false,
+            text: Vec::new(),
+            pieces: sanitize::Utf8Pieces::default(),
             streamed: 0,
             last_byte: None,
         }
@@ -86,14 +93,15 @@ impl OutputHandler {
         self.view.lock().map(|v| v.label()).unwrap_or_default()
     }
 
+    /// Writes message text to standard output, made safe on a terminal.
     fn write_text(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if bytes.is_empty() {
-            return Ok(());
+        if let Some(&last) = bytes.last() {
+            self.last_byte = Some(last);
         }
-        self.last_byte = bytes.last().copied();
         let mut stdout = io::stdout().lock();
         if self.terminal {
-            stdout.write_all(sanitize::for_display(bytes).as_bytes())
+            let text = self.pieces.push(bytes);
+            stdout.write_all(sanitize::for_display(text.as_bytes()).as_bytes())
         } else {
             stdout.write_all(bytes)
         }
@@ -101,41 +109,62 @@ impl OutputHandler {
 }
 
 impl Handler for OutputHandler {
-    fn message_start(&mut self, _id: u64, length: u64) -> io::Result<()> {
+    fn message_start(&mut self, id: u64, length: u64) -> io::Result<()> {
         self.text.clear();
         self.length = length;
+        self.streaming = length > STREAM_AFTER as u64;
         self.streamed = 0;
         self.last_byte = None;
+        if self.streaming && self.json {
+            json_event(json!({"event": "message_start", "id": id, "from": self.label(), "length": length}));
+        }
         Ok(())
     }
 
-    fn message_data(&mut self, _id: u64, data: &[u8]) -> io::Result<()> {
-        // JSON needs the whole text; plain output streams long messages.
-        if self.json || self.text.len() + data.len() <= STREAM_AFTER {
+    fn message_data(&mut self, id: u64, data: &[u8]) -> io::Result<()> {
+        if !self.streaming {
             self.text.extend_from_slice(data);
             return Ok(());
         }
-        let held = std::mem::take(&mut self.text);
-        self.write_text(&held)?;
-        self.write_text(data)?;
-        self.streamed += (held.len() + data.len()) as u64;
-        Ok(())
+        self.streamed += data.len() as u64;
+        if self.json {
+            let text = self.pieces.push(data);
+            if !text.is_empty() {
+                json_event(json!({"event": "message_data", "id": id, "text": text}));
+            }
+            Ok(())
+        } else {
+            self.write_text(data)
+        }
     }
 
     fn message_end(&mut self, id: u64) -> io::Result<()> {
-        let text = std::mem::take(&mut self.text);
         if self.json {
-            json_event(json!({
-                "event": "message",
-                "id": id,
-                "from": self.label(),
-                "length": self.length,
-                "text": String::from_utf8_lossy(&text),
-            }));
+            if self.streaming {
+                let rest = self.pieces.finish();
+                if !rest.is_empty() {
+                    json_event(json!({"event": "message_data", "id": id, "text": rest}));
+                }
+                json_event(json!({"event": "message_end", "id": id}));
+            } else {
+                let text = std::mem::take(&mut self.text);
+                json_event(json!({
+                    "event": "message",
+                    "id": id,
+                    "from": self.label(),
+                    "length": self.length,
+                    "text": String::from_utf8_lossy(&text),
+                }));
+            }
             return Ok(());
         }
+        let text = std::mem::take(&mut self.text);
         self.write_text(&text)?;
         let mut stdout = io::stdout().lock();
+        if self.terminal {
+            let rest = self.pieces.finish();
+            stdout.write_all(sanitize::for_display(rest.as_bytes()).as_bytes())?;
+        }
         if self.last_byte != Some(b'\n') {
             stdout.write_all(b"\n")?;
         }
@@ -165,10 +194,7 @@ impl Handler for OutputHandler {
             };
             notify(
                 &self.notice,
-                format!(
-                    "chat: message #{id} from {} was cut off before its end{shown}",
-                    self.label()
-                ),
+                format!("chat: message #{id} from {} was cut off before its end{shown}", self.label()),
             );
         }
         if self.json {

@@ -4,8 +4,9 @@
 //! the server is busy.
 
 use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -18,7 +19,11 @@ use crate::protocol::{CloseReason, RefusalReason};
 
 /// Most handshakes (and refusals) in progress at once; more connections are
 /// refused at once without reading anything.
-pub const MAX_PENDING: usize = 16;
+pub const MAX_PENDING: usize = 64;
+
+/// Most handshakes in progress from one IP address, so that one source
+/// cannot fill [`MAX_PENDING`] and keep everyone else out.
+pub const MAX_PENDING_PER_ADDRESS: usize = 8;
 
 /// Something the listener wants the user to know.
 pub type Log = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
@@ -44,15 +49,43 @@ impl Drop for Slot {
 
 struct State {
     busy: AtomicBool,
-    pending: AtomicUsize,
+    pending: Mutex<Pending>,
 }
 
-/// Decrements the pending count when a connection's thread ends.
-struct PendingGuard(Arc<State>);
+/// Connections whose handshake (or refusal) is in progress.
+#[derive(Default)]
+struct Pending {
+    total: usize,
+    by_address: HashMap<IpAddr, usize>,
+}
+
+impl State {
+    /// Counts a new connection from `ip` in, if the limits allow.
+    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PendingGuard> {
+        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
+        let from_ip = pending.by_address.get(&ip).copied().unwrap_or(0);
+        if pending.total >= MAX_PENDING || from_ip >= MAX_PENDING_PER_ADDRESS {
+            return None;
+        }
+        pending.total += 1;
+        pending.by_address.insert(ip, from_ip + 1);
+        Some(PendingGuard(Arc::clone(self), ip))
+    }
+}
+
+/// Counts a connection out when its thread ends.
+struct PendingGuard(Arc<State>, IpAddr);
 
 impl Drop for PendingGuard {
     fn drop(&mut self) {
-        self.0.pending.fetch_sub(1, Ordering::SeqCst);
+        let mut pending = self.0.pending.lock().unwrap_or_else(|p| p.into_inner());
+        pending.total -= 1;
+        if let Some(count) = pending.by_address.get_mut(&self.1) {
+            *count -= 1;
+            if *count == 0 {
+                pending.by_address.remove(&self.1);
+            }
+        }
     }
 }
 
@@ -78,10 +111,10 @@ pub fn serve(
     let context = Arc::new(Context {
         identity,
         nickname,
-        pool: Arc::new(TransientPool::start(2)),
+        pool: Arc::new(TransientPool::start(4)),
         state: Arc::new(State {
             busy: AtomicBool::new(false),
-            pending: AtomicUsize::new(0),
+            pending: Mutex::new(Pending::default()),
         }),
         incoming,
         log,
@@ -104,17 +137,11 @@ fn accept_loop(listener: &TcpListener, context: &Arc<Context>) {
                 continue;
             }
         };
-        let state = &context.state;
-        if state.pending.fetch_add(1, Ordering::SeqCst) >= MAX_PENDING {
-            state.pending.fetch_sub(1, Ordering::SeqCst);
+        let Some(guard) = stream.peer_addr().ok().and_then(|peer| context.state.admit(peer.ip())) else {
             // Too many at once: no thread, no reading, just a refusal.
-            let _ = io::Write::write_all(
-                &mut &stream,
-                &crate::handshake::refusal(RefusalReason::Busy),
-            );
+            let _ = io::Write::write_all(&mut &stream, &crate::handshake::refusal(RefusalReason::Busy));
             continue;
-        }
-        let guard = PendingGuard(Arc::clone(state));
+        };
         let for_thread = Arc::clone(context);
         let spawned = thread::Builder::new()
             .name("chat-handshake".into())

@@ -15,13 +15,20 @@ pub struct TransientPool {
 }
 
 impl TransientPool {
-    /// Starts the generator; it keeps `ready` keys waiting.
+    /// Starts one generator per core (at most four); together they keep
+    /// about `ready` keys waiting, so that a burst of connections finds keys
+    /// ready and a steady stream is served by every core.
     pub fn start(ready: usize) -> Self {
-        let (sender, keys) = sync_channel(ready.max(1) - 1);
-        thread::Builder::new()
-            .name("transient-keys".into())
-            .spawn(move || generate(sender))
-            .expect("spawn the key generator");
+        let generators = thread::available_parallelism().map_or(1, |n| n.get().min(4));
+        // Each generator holds one finished key while the queue is full.
+        let (sender, keys) = sync_channel(ready.saturating_sub(generators));
+        for _ in 0..generators {
+            let sender = sender.clone();
+            thread::Builder::new()
+                .name("transient-keys".into())
+                .spawn(move || generate(sender))
+                .expect("spawn a key generator");
+        }
         Self {
             keys: Mutex::new(keys),
         }
