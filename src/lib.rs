@@ -9,6 +9,8 @@ pub mod cli;
 pub mod crypto;
 pub mod error;
 pub mod files;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod handshake;
 pub mod home;
 pub mod identity;

@@ -298,7 +298,10 @@ const STREAM_AFTER: u64 = 1 << 20;
 
 impl ReplHandler {
     fn marked_label(&self) -> String {
-        self.view.lock().unwrap_or_else(|p| p.into_inner()).marked_label()
+        self.view
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .marked_label()
     }
 
     /// Prints the complete lines received so far of a streamed message.

@@ -173,10 +173,11 @@ impl KnownPeers {
     /// Reads and checks the store; a missing file is an empty store.
     pub fn load(path: &Path) -> Result<Self, TrustError> {
         let text = read_text(path)?;
-        Self::decode(path, &text)
+        Self::parse(path, &text)
     }
 
-    fn decode(path: &Path, text: &str) -> Result<Self, TrustError> {
+    /// Decodes the text of a store; `path` is named in errors.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, TrustError> {
         let malformed = |offset: usize, message: String| TrustError::Malformed {
             path: path.to_path_buf(),
             line: line_of(text, offset),
@@ -434,7 +435,7 @@ fn edit(
     let lock_path = path.with_extension("toml.lock");
     let _lock = LockFile::acquire(&lock_path).map_err(io_error(&lock_path))?;
     let text = read_text(path)?;
-    let current = KnownPeers::decode(path, &text)?;
+    let current = KnownPeers::parse(path, &text)?;
     let is_new = text.trim().is_empty();
     let mut doc: toml_edit::DocumentMut =
         text.parse()
@@ -453,7 +454,7 @@ fn edit(
         new_text.push('\n');
     }
     // Never write what we could not read back.
-    let written = KnownPeers::decode(path, &new_text)?;
+    let written = KnownPeers::parse(path, &new_text)?;
     files::write_atomically(path, new_text.as_bytes()).map_err(io_error(path))?;
     Ok(written)
 }

@@ -116,7 +116,9 @@ impl Handler for OutputHandler {
         self.streamed = 0;
         self.last_byte = None;
         if self.streaming && self.json {
-            json_event(json!({"event": "message_start", "id": id, "from": self.label(), "length": length}));
+            json_event(
+                json!({"event": "message_start", "id": id, "from": self.label(), "length": length}),
+            );
         }
         Ok(())
     }
@@ -194,7 +196,10 @@ impl Handler for OutputHandler {
             };
             notify(
                 &self.notice,
-                format!("chat: message #{id} from {} was cut off before its end{shown}", self.label()),
+                format!(
+                    "chat: message #{id} from {} was cut off before its end{shown}",
+                    self.label()
+                ),
             );
         }
         if self.json {

@@ -221,6 +221,15 @@ impl PrivateKey {
     pub(crate) fn rsa(&self) -> &rsa::PrivateKey {
         &self.key
     }
+
+    /// A copy, for the fuzzing entry points, which need a fresh transient key
+    /// per input. Never used for real keys: a transient key is used once.
+    pub(crate) fn duplicate(&self) -> Self {
+        Self {
+            key: self.key.clone(),
+            public: self.public.clone(),
+        }
+    }
 }
 
 impl fmt::Debug for PrivateKey {

@@ -3,8 +3,8 @@
 //! conversation is running gets the conversation, and everyone else is told
 //! the server is busy.
 
-use std::io;
 use std::collections::HashMap;
+use std::io;
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
@@ -137,9 +137,16 @@ fn accept_loop(listener: &TcpListener, context: &Arc<Context>) {
                 continue;
             }
         };
-        let Some(guard) = stream.peer_addr().ok().and_then(|peer| context.state.admit(peer.ip())) else {
+        let Some(guard) = stream
+            .peer_addr()
+            .ok()
+            .and_then(|peer| context.state.admit(peer.ip()))
+        else {
             // Too many at once: no thread, no reading, just a refusal.
-            let _ = io::Write::write_all(&mut &stream, &crate::handshake::refusal(RefusalReason::Busy));
+            let _ = io::Write::write_all(
+                &mut &stream,
+                &crate::handshake::refusal(RefusalReason::Busy),
+            );
             continue;
         };
         let for_thread = Arc::clone(context);
