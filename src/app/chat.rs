@@ -639,11 +639,16 @@ fn open_source(args: &SendArgs) -> Result<(Box<dyn Read + Send>, u64), Error> {
     if let Some(path) = &args.file {
         let file =
             File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
-        let length = file
+        let metadata = file
             .metadata()
-            .map_err(Error::io(format!("cannot read {}", path.display())))?
-            .len();
-        return Ok((Box::new(file), length));
+            .map_err(Error::io(format!("cannot read {}", path.display())))?;
+        if !metadata.is_file() {
+            return Err(Error::Input(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        return Ok((Box::new(file), metadata.len()));
     }
     let stdin = io::stdin();
     let mut file = stdin

@@ -19,10 +19,12 @@ use crate::session::{DEFAULT_CHUNK, Event, RecvHalf, SendHalf, Session};
 use crate::wire::FrameDecoder;
 use crate::wire::frame::HEADER_LEN;
 
-/// A KEEPALIVE goes out after this long without sending anything.
-pub const KEEPALIVE_AFTER: Duration = Duration::from_secs(15);
-/// The peer is presumed gone after this long without receiving anything.
-pub const DEAD_AFTER: Duration = Duration::from_secs(60);
+/// A KEEPALIVE goes out after a quarter of the peer timeout (15 s by
+/// default) without sending anything, so a live peer is never taken for
+/// dead.
+fn keepalive_after() -> Duration {
+    super::peer_timeout() / 4
+}
 /// After our CLOSE, how long we wait for the peer to close its side.
 const LINGER: Duration = Duration::from_secs(2);
 
@@ -316,8 +318,8 @@ impl Conversation {
         let (send, mut recv) = session.split();
         recv.set_max_message(max_message);
         stream.set_nodelay(true)?;
-        stream.set_write_timeout(Some(DEAD_AFTER))?;
-        stream.set_read_timeout(Some(DEAD_AFTER))?;
+        stream.set_write_timeout(Some(super::peer_timeout()))?;
+        stream.set_read_timeout(Some(super::peer_timeout()))?;
         let read_stream = stream.try_clone()?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(Writer {
@@ -387,21 +389,21 @@ impl Conversation {
     }
 }
 
-/// Sends a KEEPALIVE whenever nothing was sent for [`KEEPALIVE_AFTER`].
+/// Sends a KEEPALIVE whenever nothing was sent for [`keepalive_after`].
 fn keepalive(shared: &Shared) {
     loop {
         {
             let over = shared.over.lock().unwrap_or_else(|p| p.into_inner());
             let (over, _) = shared
                 .wake
-                .wait_timeout(over, Duration::from_secs(1))
+                .wait_timeout(over, keepalive_after().min(Duration::from_secs(1)))
                 .unwrap_or_else(|p| p.into_inner());
             if *over {
                 return;
             }
         }
         let mut w = shared.writer();
-        if !w.ended && w.last_write.elapsed() >= KEEPALIVE_AFTER {
+        if !w.ended && w.last_write.elapsed() >= keepalive_after() {
             // A failure shows up on the reader's side as a cut connection.
             let _ = w.record(|send, buf| send.keepalive(buf));
         }
@@ -457,14 +459,32 @@ impl<H: Handler> Reader<H> {
     /// Reads and handles records until the session ends. `Ok(Some(reason))`:
     /// the peer closed; `Ok(None)`: we closed and the peer hung up.
     fn pump(&mut self) -> Result<Option<CloseReason>, NetError> {
+        // A live peer sends a record (at least a KEEPALIVE) well within the
+        // timeout. Counting whole records, not bytes, also catches a peer
+        // (or a man in the middle) that trickles out a frame that never ends.
+        let timeout = super::peer_timeout();
+        let mut last_record = Instant::now();
         loop {
             while let Some(frame) = self.decoder.next_frame()? {
+                if self.shared.writer().ended {
+                    // After our CLOSE, what arrives is read and discarded
+                    // until the peer hangs up (docs/PROTOCOL.md, 8.5).
+                    continue;
+                }
                 let event = self.recv.open(frame)?;
+                last_record = Instant::now();
                 if let Some(reason) = handle(&self.shared, &mut self.handler, event)? {
                     return Ok(Some(reason));
                 }
             }
             self.after_batch()?;
+            let left = timeout.saturating_sub(last_record.elapsed());
+            if left.is_zero() {
+                return Err(NetError::Timeout(
+                    "waiting for the peer (no complete record within the peer timeout)",
+                ));
+            }
+            self.stream.set_read_timeout(Some(left))?;
             match self.stream.read(self.decoder.spare()) {
                 Ok(0) => {
                     return if self.shared.writer().ended {
@@ -475,17 +495,14 @@ impl<H: Handler> Reader<H> {
                 }
                 Ok(n) => self.decoder.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) if self.shared.writer().ended => {
-                    // We already said goodbye; how the socket ends is moot.
-                    let _ = e;
-                    return Ok(None);
-                }
-                Err(e) => {
-                    return Err(NetError::from_read(
-                        e,
-                        "waiting for the peer (nothing received for 60 s)",
-                    ));
-                }
+                // We already said goodbye; how the socket ends is moot.
+                Err(_) if self.shared.writer().ended => return Ok(None),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(NetError::from_read(e, "while talking")),
             }
         }
     }

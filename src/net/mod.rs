@@ -7,6 +7,7 @@ pub mod transient;
 
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use rand::CryptoRng;
@@ -20,8 +21,36 @@ use crate::protocol::{
 use crate::session::PeerIdentity;
 use crate::wire::FrameDecoder;
 
-/// How long a handshake may take, from the first byte to the last.
+/// How long a handshake may take, from the first byte to the last, unless
+/// `CHAT_HANDSHAKE_TIMEOUT` (seconds) says otherwise.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long an established peer may send no complete record before it is
+/// presumed gone, unless `CHAT_PEER_TIMEOUT` (seconds) says otherwise.
+pub const PEER_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A timeout from the environment (seconds, fractions allowed, at least
+/// 0.1), or `default`. For slow links, and for tests that must not wait
+/// a minute to see a dead peer noticed.
+fn timeout_from_env(variable: &str, default: Duration) -> Duration {
+    std::env::var(variable)
+        .ok()
+        .and_then(|text| text.parse::<f64>().ok())
+        .filter(|secs| secs.is_finite() && *secs >= 0.1 && *secs <= 86_400.0)
+        .map_or(default, Duration::from_secs_f64)
+}
+
+/// The handshake deadline in force.
+pub fn handshake_timeout() -> Duration {
+    static VALUE: OnceLock<Duration> = OnceLock::new();
+    *VALUE.get_or_init(|| timeout_from_env("CHAT_HANDSHAKE_TIMEOUT", HANDSHAKE_TIMEOUT))
+}
+
+/// The dead-peer timeout in force.
+pub fn peer_timeout() -> Duration {
+    static VALUE: OnceLock<Duration> = OnceLock::new();
+    *VALUE.get_or_init(|| timeout_from_env("CHAT_PEER_TIMEOUT", PEER_TIMEOUT))
+}
 /// How long to wait for a TCP connection to be accepted.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -159,7 +188,7 @@ pub fn initiate(
     nickname: &str,
     decide: impl FnOnce(&PeerIdentity) -> Decision,
 ) -> Result<Option<Connected>, NetError> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let deadline = Instant::now() + handshake_timeout();
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
     let during = "during the handshake";
     let (state, m1) = Initiator::start(rng);
@@ -205,28 +234,38 @@ fn first_frame_error(error: NetError) -> NetError {
 }
 
 /// Runs the responder's handshake on an accepted connection. A ClientHello of
-/// another version is answered with a Refusal. A transient key is taken from
-/// `transient` only once a valid ClientHello has arrived.
+/// another version is answered with a Refusal, and so is one that `admit`
+/// turns away (busy). A transient key is taken from `transient` only once a
+/// valid ClientHello has been admitted.
 pub fn respond(
     mut stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
+    admit: impl FnOnce() -> bool,
     transient: impl FnOnce() -> PrivateKey,
 ) -> Result<Connected, NetError> {
-    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    let deadline = Instant::now() + handshake_timeout();
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
     let during = "during the handshake";
     let m1 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
+    let refuse = |stream: &mut TcpStream, reason| {
+        let _ = stream.write_all(&refusal(reason));
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+    };
     let state = match Responder::read_client_hello(m1) {
         Ok(state) => state,
         Err(e @ ProtocolError::UnsupportedVersion { .. }) => {
-            let _ = stream.write_all(&refusal(RefusalReason::UnsupportedVersion));
+            refuse(&mut stream, RefusalReason::UnsupportedVersion);
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
     };
+    if !admit() {
+        refuse(&mut stream, RefusalReason::Busy);
+        return Err(ProtocolError::Refused(RefusalReason::Busy).into());
+    }
     let (state, m2) = state.reply(rng, transient())?;
     stream.write_all(&m2)?;
     let m3 = read_frame(&mut stream, &mut decoder, deadline, during)?;
@@ -243,22 +282,4 @@ pub fn respond(
         decoder,
         established,
     })
-}
-
-/// Answers a connection we cannot serve with a Refusal: reads its
-/// ClientHello (so the refusal is understood) for at most `wait`, then
-/// refuses and closes.
-pub fn refuse(mut stream: TcpStream, reason: RefusalReason, wait: Duration) {
-    let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
-    if read_frame(
-        &mut stream,
-        &mut decoder,
-        Instant::now() + wait,
-        "before refusing",
-    )
-    .is_ok()
-    {
-        let _ = stream.write_all(&refusal(reason));
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
 }

@@ -13,13 +13,18 @@ use std::thread;
 use std::time::Duration;
 
 use super::transient::TransientPool;
-use super::{Connected, HANDSHAKE_TIMEOUT, refuse, respond};
+use super::{Connected, NetError, respond};
 use crate::crypto::PrivateKey;
+use crate::protocol::ProtocolError;
 use crate::protocol::{CloseReason, RefusalReason};
 
 /// Most handshakes (and refusals) in progress at once; more connections are
 /// refused at once without reading anything.
 pub const MAX_PENDING: usize = 64;
+
+/// How long a new connection waits for a conversation that is ending before
+/// it is told the server is busy.
+const BUSY_GRACE: Duration = Duration::from_millis(500);
 
 /// Most handshakes in progress from one IP address, so that one source
 /// cannot fill [`MAX_PENDING`] and keep everyone else out.
@@ -60,6 +65,19 @@ struct Pending {
 }
 
 impl State {
+    /// Whether the conversation slot is free, waiting up to `grace` for a
+    /// conversation that is just ending (its peer may already be back).
+    fn wait_until_free(&self, grace: Duration) -> bool {
+        let deadline = std::time::Instant::now() + grace;
+        while self.busy.load(Ordering::SeqCst) {
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            thread::sleep(Duration::from_millis(5));
+        }
+        true
+    }
+
     /// Counts a new connection from `ip` in, if the limits allow.
     fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PendingGuard> {
         let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
@@ -170,23 +188,23 @@ fn handle(stream: TcpStream, context: &Context) {
         Ok(address) => address,
         Err(_) => return,
     };
-    if context.state.busy.load(Ordering::SeqCst) {
-        refuse(stream, RefusalReason::Busy, HANDSHAKE_TIMEOUT);
-        log(
-            context,
-            format!("refused {peer_address}: busy in a conversation"),
-        );
-        return;
-    }
     let mut rng = rand::rng();
     let connected = match respond(
         stream,
         &mut rng,
         &context.identity,
         &context.nickname,
+        || context.state.wait_until_free(BUSY_GRACE),
         || context.pool.take(),
     ) {
         Ok(connected) => connected,
+        Err(NetError::Protocol(ProtocolError::Refused(_))) => {
+            log(
+                context,
+                format!("refused {peer_address}: busy in a conversation"),
+            );
+            return;
+        }
         Err(e) => {
             log(
                 context,

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests: temporary homes and running the binary.
 #![allow(dead_code)] // Each test crate uses its own subset.
 
+pub mod mitm;
+
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -218,6 +220,22 @@ impl Running {
         }
     }
 
+    /// As [`spawn`](Self::spawn), with standard output thrown away.
+    pub fn spawn_discarding_stdout(mut command: Command) -> Self {
+        let mut child = command
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat");
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout: std::sync::Arc::default(),
+            stderr,
+            readers: vec![err_reader],
+        }
+    }
+
     /// The child's standard input, if it was piped.
     pub fn stdin(&mut self) -> std::process::ChildStdin {
         self.child.stdin.take().expect("stdin was piped")
@@ -258,7 +276,18 @@ impl Running {
     /// The port of a `chat serve` started with `--listen 127.0.0.1:0`, from
     /// its first line.
     pub fn port(&self) -> u16 {
-        let text = self.wait_for_stderr("listening on ", std::time::Duration::from_secs(10));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        let text = loop {
+            let text = self.stderr();
+            if text.contains('\n') {
+                break text;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "chat serve printed no first line: {text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        };
         let first = text.lines().next().unwrap();
         assert!(first.starts_with("listening on "), "first line: {first}");
         first.rsplit(':').next().unwrap().parse().unwrap()

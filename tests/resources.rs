@@ -1,0 +1,340 @@
+//! Resource exhaustion: connections that stall, trickle, lie about lengths
+//! or start enormous messages are cut off within the documented timeouts,
+//! never keep a real peer out, and never make the server's memory grow; and
+//! a server that has held a thousand sessions holds no more descriptors or
+//! memory than after the first hundred.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chat::crypto::PrivateKey;
+use chat::net::{Connected, Decision};
+use common::{Running, TestHome, fingerprint_of, fixture_key, secs};
+
+/// Timeouts short enough to watch them act (the defaults are 10 s and 60 s).
+const SHORT_TIMEOUTS: [(&str, &str); 2] =
+    [("CHAT_HANDSHAKE_TIMEOUT", "2"), ("CHAT_PEER_TIMEOUT", "3")];
+
+fn server(home: &TestHome, extra: &[&str]) -> Running {
+    let mut command = home.chat();
+    command
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--accept-new",
+            "--name",
+            "bob",
+        ])
+        .args(extra)
+        .envs(SHORT_TIMEOUTS)
+        .stdin(Stdio::null());
+    Running::spawn(command)
+}
+
+/// A field of `/proc/PID/status`, in kB (VmHWM: peak resident memory).
+fn status_kb(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {field} in /proc/{pid}/status"))
+}
+
+fn open_descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count()
+}
+
+/// A TCP connection from a chosen loopback source address.
+fn connect_from(source: &str, port: u16) -> TcpStream {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    socket
+        .bind(&format!("{source}:0").parse::<SocketAddr>().unwrap().into())
+        .unwrap();
+    socket
+        .connect(
+            &format!("127.0.0.1:{port}")
+                .parse::<SocketAddr>()
+                .unwrap()
+                .into(),
+        )
+        .unwrap();
+    socket.into()
+}
+
+/// Reads until the server closes the connection; returns how long it took.
+fn wait_for_close(stream: &mut TcpStream, limit: Duration) -> Duration {
+    let started = Instant::now();
+    stream.set_read_timeout(Some(limit)).unwrap();
+    let mut buf = [0u8; 256];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return started.elapsed(),
+            Ok(_) => {}
+        }
+        assert!(
+            started.elapsed() < limit,
+            "the server kept the connection open"
+        );
+    }
+}
+
+fn initiator_key() -> PrivateKey {
+    let pem = std::fs::read_to_string(fixture_key("transient")).unwrap();
+    PrivateKey::from_pkcs8_pem(&pem, || -> Result<_, ()> { unreachable!() })
+        .unwrap()
+        .unwrap()
+}
+
+/// A handshake done in this process, as a malicious peer would: then the
+/// test writes whatever records it likes.
+fn handshake(port: u16, identity: &PrivateKey) -> Connected {
+    let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    chat::net::initiate(stream, &mut rand::rng(), identity, "mallory", |_| {
+        Decision::Continue
+    })
+    .expect("handshake")
+    .expect("not abandoned")
+}
+
+#[test]
+fn stalled_and_trickling_connections_never_keep_a_real_peer_out() {
+    let bob = TestHome::with_identity("initiator");
+    let server = server(&bob, &[]);
+    let port = server.port();
+
+    // One source fills its share of pending handshakes: eight connections
+    // that say nothing, from 127.0.0.2.
+    let mut idle: Vec<TcpStream> = (0..chat::net::server::MAX_PENDING_PER_ADDRESS)
+        .map(|_| connect_from("127.0.0.2", port))
+        .collect();
+    // Another trickles a ClientHello one byte at a time, slowloris style.
+    let mut slow = connect_from("127.0.0.3", port);
+    let trickle = std::thread::spawn(move || {
+        let hello = [0u8, 0, 0, 38, 1, b'c', b'h', b'a', b't', 1];
+        for byte in hello {
+            if slow.write_all(&[byte]).is_err() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(500));
+        }
+        wait_for_close(&mut slow, secs(10))
+    });
+    std::thread::sleep(Duration::from_millis(300));
+
+    // A ninth from the same source is refused at once...
+    let mut ninth = connect_from("127.0.0.2", port);
+    ninth.set_read_timeout(Some(secs(5))).unwrap();
+    let mut refusal = [0u8; 7];
+    ninth.read_exact(&mut refusal).unwrap();
+    assert_eq!(refusal, [0, 0, 0, 3, 0x0F, 2, 1], "a Refusal: busy");
+
+    // ...while a real peer from elsewhere gets its conversation.
+    let ada = TestHome::with_identity("transient");
+    let started = Instant::now();
+    ada.run(&["send", &format!("127.0.0.1:{port}"), "--accept-new"])
+        .ok();
+    assert!(
+        started.elapsed() < secs(5),
+        "the real peer waited {:?}",
+        started.elapsed()
+    );
+
+    // The stalled connections are dropped at the handshake deadline (2 s here).
+    for stream in &mut idle {
+        let waited = wait_for_close(stream, secs(10));
+        assert!(waited < secs(4), "an idle connection lived {waited:?}");
+    }
+    let trickled = trickle.join().unwrap();
+    assert!(
+        trickled < secs(6),
+        "the slow connection lived {trickled:?} past its last byte"
+    );
+    server.wait_for_stderr("timed out during the handshake", secs(5));
+}
+
+#[test]
+fn a_huge_length_is_refused_before_anything_is_allocated() {
+    let bob = TestHome::with_identity("initiator");
+    let server = server(&bob, &[]);
+    let port = server.port();
+    let before = status_kb(server.pid(), "VmHWM:");
+
+    // Before the handshake.
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    stream.write_all(&[0xFF, 0xFF, 0xFF, 0xFF, 0x01]).unwrap();
+    wait_for_close(&mut stream, secs(5));
+    server.wait_for_stderr("does not speak the chat protocol", secs(5));
+
+    // After it, from an authenticated peer.
+    let mut connected = handshake(port, &initiator_key());
+    connected
+        .stream
+        .write_all(&[0xFF, 0xFF, 0xFF, 0xFE, 0x11])
+        .unwrap();
+    wait_for_close(&mut connected.stream, secs(5));
+    server.wait_for_stderr("exceeds the limit", secs(5));
+
+    let after = status_kb(server.pid(), "VmHWM:");
+    assert!(
+        after < before + 8 * 1024,
+        "peak memory grew from {before} kB to {after} kB"
+    );
+}
+
+#[test]
+fn a_message_over_the_limit_is_refused_at_its_start() {
+    let bob = TestHome::with_identity("initiator");
+    let server = server(&bob, &[]);
+    let mut connected = handshake(server.port(), &initiator_key());
+    let mut out = Vec::new();
+    connected
+        .established
+        .session
+        .send()
+        .start_message(100 << 30, &mut out)
+        .unwrap();
+    connected.stream.write_all(&out).unwrap();
+    // The server answers CLOSE (too large) and hangs up.
+    wait_for_close(&mut connected.stream, secs(5));
+    server.wait_for_stderr("the limit is 4294967296 bytes", secs(5));
+}
+
+/// A 100 GiB message that stops after 64 MiB: the server streams what came,
+/// keeps its memory flat, and cuts the peer at the timeout, saying the
+/// message was cut off.
+#[test]
+fn a_huge_message_that_stops_is_cut_off_with_memory_bounded() {
+    for mode in [
+        &["--max-message", "200G"][..],
+        &["--max-message", "200G", "--json"][..],
+    ] {
+        let bob = TestHome::with_identity("initiator");
+        let mut command = bob.chat();
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--accept-new",
+                "--name",
+                "bob",
+            ])
+            .args(mode)
+            .envs(SHORT_TIMEOUTS)
+            .stdin(Stdio::null());
+        // What it prints goes nowhere; the test watches memory and stderr.
+        let server = Running::spawn_discarding_stdout(command);
+        let mut connected = handshake(server.port(), &initiator_key());
+        let send = connected.established.session.send();
+        let mut out = Vec::new();
+        send.start_message(100 << 30, &mut out).unwrap();
+        let chunk = vec![b'x'; 64 * 1024];
+        for _ in 0..1024 {
+            send.chunk(&chunk, &mut out).unwrap();
+            connected.stream.write_all(&out).unwrap();
+            out.clear();
+        }
+        // Now silence, though the connection stays open.
+        let started = Instant::now();
+        server.wait_for_stderr("cut off", secs(15));
+        assert!(
+            started.elapsed() < secs(10),
+            "cut after {:?}",
+            started.elapsed()
+        );
+        let peak = status_kb(server.pid(), "VmHWM:");
+        assert!(
+            peak < 40 * 1024,
+            "{mode:?}: peak memory {peak} kB after 64 MiB of one message"
+        );
+        drop(connected);
+    }
+}
+
+#[test]
+fn a_thousand_sessions_leave_no_trace() {
+    let bob = TestHome::with_identity("initiator");
+    let server = server(&bob, &["--json"]);
+    let port = server.port();
+    let pid = server.pid();
+    let identity = initiator_key();
+    let session = |i: u32| {
+        let mut connected = handshake(port, &identity);
+        let send = connected.established.session.send();
+        let mut out = Vec::new();
+        send.message(format!("message {i}").as_bytes(), 1024, &mut out)
+            .unwrap();
+        connected.stream.write_all(&out).unwrap();
+        // Wait for the receipt, then say goodbye.
+        let mut decoder = chat::wire::FrameDecoder::new(chat::protocol::MAX_RECORD_FRAME);
+        let mut buf = [0u8; 4096];
+        let receipt = loop {
+            let n = connected.stream.read(&mut buf).unwrap();
+            assert!(n > 0, "session {i}: the server hung up");
+            decoder.push(&buf[..n]);
+            let mut got = false;
+            while let Some(frame) = decoder.next_frame().unwrap() {
+                if let chat::session::Event::Receipt { .. } =
+                    connected.established.session.recv().open(frame).unwrap()
+                {
+                    got = true;
+                }
+            }
+            if got {
+                break true;
+            }
+        };
+        assert!(receipt);
+        let mut out = Vec::new();
+        connected
+            .established
+            .session
+            .send()
+            .close(chat::protocol::CloseReason::Goodbye, &mut out)
+            .unwrap();
+        connected.stream.write_all(&out).unwrap();
+        let _ = connected.stream.shutdown(std::net::Shutdown::Write);
+        let _ = connected.stream.read(&mut buf);
+    };
+    for i in 0..100 {
+        session(i);
+    }
+    // Let the last one finish on the server's side.
+    let settle = || {
+        let deadline = Instant::now() + secs(10);
+        while open_descriptors(pid) > 40 && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        (open_descriptors(pid), status_kb(pid, "VmRSS:"))
+    };
+    let (fds_100, rss_100) = settle();
+    for i in 100..1000 {
+        session(i);
+    }
+    let (fds_1000, rss_1000) = settle();
+    eprintln!(
+        "after 100 sessions: {fds_100} descriptors, {rss_100} kB; after 1000: {fds_1000} descriptors, {rss_1000} kB"
+    );
+    assert!(
+        fds_1000 <= fds_100,
+        "descriptors grew from {fds_100} to {fds_1000}"
+    );
+    assert!(
+        rss_1000 < rss_100 + 4 * 1024,
+        "memory grew from {rss_100} kB to {rss_1000} kB"
+    );
+    let delivered = String::from_utf8_lossy(&server.stdout())
+        .matches("\"event\":\"message\"")
+        .count();
+    assert_eq!(delivered, 1000);
+    let _ = fingerprint_of;
+}

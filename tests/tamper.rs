@@ -1,0 +1,415 @@
+//! The tamper matrix, in the spirit of OpenSSH's `regress/integrity.sh`: a
+//! man in the middle between a real `chat send` and a real `chat serve`
+//! flips a bit at every byte offset of the handshake and of the records
+//! that follow, in both directions, and drops, duplicates, reorders,
+//! injects, replays, truncates and re-lengths records. Whatever it does:
+//!
+//! * no altered or unauthenticated text is ever delivered as a message;
+//! * the sender reports success only if the message was delivered intact;
+//! * the tampering is detected: a side ends the session with an error
+//!   (one clear line and a non-zero exit, for the sender).
+
+mod common;
+
+use std::process::Stdio;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use common::mitm::{Proxy, Recording, Rule, Way};
+use common::{Outcome, Running, TestHome, fingerprint_of, secs};
+
+const MESSAGE: &str = "Meet at the usual place at nine.";
+
+/// Tampering that makes a side wait (a length field that promises more
+/// bytes than will come) ends at the handshake or peer timeout; short ones
+/// keep the matrix quick.
+const SHORT_TIMEOUTS: [(&str, &str); 2] =
+    [("CHAT_HANDSHAKE_TIMEOUT", "2"), ("CHAT_PEER_TIMEOUT", "2")];
+
+/// A server, a proxy in front of it, and a client home that trusts it.
+struct Bench {
+    server: Running,
+    proxy: Proxy,
+    client: TestHome,
+    _server_home: TestHome,
+    server_fingerprint: String,
+    /// Server-side ends seen so far (handshake failures, closed conversations).
+    ends: usize,
+}
+
+impl Bench {
+    fn new() -> Self {
+        let server_home = TestHome::with_identity("initiator");
+        let mut command = server_home.chat();
+        command
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--accept-new",
+                "--json",
+                "--name",
+                "bob",
+            ])
+            .envs(SHORT_TIMEOUTS)
+            .stdin(Stdio::null());
+        let server = Running::spawn(command);
+        let proxy = Proxy::start(server.port());
+        let client = TestHome::with_identity("transient");
+        std::fs::write(client.file("message.txt"), MESSAGE).unwrap();
+        let mut bench = Self {
+            server,
+            proxy,
+            client,
+            _server_home: server_home,
+            server_fingerprint: fingerprint_of("initiator"),
+            ends: 0,
+        };
+        // An honest session pins both keys and shows the traffic's shape.
+        let (outcome, _) = bench.case(Rule::Pass);
+        outcome.ok();
+        bench
+    }
+
+    /// The server's ends so far: failed handshakes on stderr, finished or
+    /// failed conversations as JSON on stdout.
+    fn server_ends(&self) -> (usize, usize) {
+        let stderr = self.server.stderr();
+        assert!(
+            !stderr.contains("refused"),
+            "the bench itself made the server busy: {stderr}"
+        );
+        let failed_handshakes = stderr.matches("handshake with").count();
+        let stdout = String::from_utf8_lossy(&self.server.stdout()).into_owned();
+        let closed = stdout
+            .lines()
+            .filter(|l| l.contains("\"event\":\"closed\""))
+            .count();
+        (
+            failed_handshakes + closed,
+            stdout
+                .lines()
+                .filter(|l| l.contains("\"how\":\"failed\""))
+                .count(),
+        )
+    }
+
+    /// The texts of every message the server delivered so far.
+    fn delivered(&self) -> Vec<String> {
+        String::from_utf8_lossy(&self.server.stdout())
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|e| e["event"] == "message")
+            .map(|e| e["text"].as_str().unwrap().to_string())
+            .collect()
+    }
+
+    /// Runs one `chat send` through the proxy under `rule`, and waits until
+    /// the server has finished with that connection too.
+    fn case(&mut self, rule: Rule) -> (Outcome, Recording) {
+        let (_, failures_before) = self.server_ends();
+        let delivered_before = self.delivered().len();
+        self.proxy.next(rule.clone());
+        let target = format!("127.0.0.1:{}", self.proxy.port());
+        let file = self.client.file("message.txt");
+        let outcome = Outcome::of(
+            self.client
+                .chat()
+                .args([
+                    "send",
+                    &target,
+                    "--expect",
+                    &self.server_fingerprint,
+                    "--name",
+                    "ada",
+                    "--file",
+                ])
+                .arg(&file)
+                .envs(SHORT_TIMEOUTS)
+                .output()
+                .unwrap(),
+        );
+        let recording = self.proxy.recording();
+        let deadline = Instant::now() + secs(30);
+        while self.server_ends().0 <= self.ends {
+            assert!(
+                Instant::now() < deadline,
+                "the server never finished with {rule:?}: {}",
+                self.server.stderr()
+            );
+            thread::sleep(Duration::from_millis(5));
+        }
+        self.ends = self.server_ends().0;
+        let (_, failures_after) = self.server_ends();
+        let delivered = self.delivered();
+        let stderr = self.server.stderr();
+        // No altered or unauthenticated text, ever.
+        for text in &delivered {
+            assert_eq!(text, MESSAGE, "altered text delivered under {rule:?}");
+        }
+        let newly_delivered = delivered.len() - delivered_before;
+        // The sender claims success only for an intact delivery.
+        if outcome.code == Some(0) {
+            assert_eq!(
+                newly_delivered, 1,
+                "the sender reported success but nothing arrived under {rule:?}"
+            );
+        } else {
+            // One error line, last; "Delivered to bob." may come before it
+            // when the tampering hit what followed the receipt.
+            let err = outcome.stderr.trim_end();
+            let errors = err.lines().filter(|l| l.starts_with("chat: ")).count();
+            assert!(
+                errors == 1 && err.lines().last().unwrap().starts_with("chat: "),
+                "unclear error under {rule:?}: {err:?}"
+            );
+        }
+        if !matches!(rule, Rule::Pass) && !after_the_end(&rule, &recording) {
+            let server_saw_it = failures_after > failures_before
+                || stderr
+                    .lines()
+                    .last()
+                    .is_some_and(|l| l.contains("handshake with"));
+            assert!(
+                outcome.code != Some(0) || server_saw_it,
+                "{rule:?} went unnoticed by both sides: {outcome:?}"
+            );
+        }
+        (outcome, recording)
+    }
+}
+
+/// Whether tampering only touched what the client no longer reads: bytes
+/// toward it after the receipt that completed its task (a side that has
+/// said goodbye discards what still arrives), or records after the
+/// client's CLOSE.
+fn after_the_end(rule: &Rule, recording: &Recording) -> bool {
+    let receipt_end = || {
+        let mut end = 0;
+        for frame in &recording.to_client {
+            end += frame.len();
+            if frame[4] == 0x13 {
+                return end;
+            }
+        }
+        usize::MAX
+    };
+    match *rule {
+        Rule::Flip {
+            way: Way::ToClient,
+            offset,
+            ..
+        } => offset >= receipt_end(),
+        Rule::Duplicate {
+            way: Way::ToServer,
+            frame,
+        } => frame + 1 == recording.to_server.len(),
+        Rule::Duplicate {
+            way: Way::ToClient,
+            frame,
+        }
+        | Rule::Swap {
+            way: Way::ToClient,
+            frame,
+        }
+        | Rule::Drop {
+            way: Way::ToClient,
+            frame,
+        } => {
+            recording.to_client[..frame].iter().any(|f| f[4] == 0x13)
+                || (!matches!(rule, Rule::Drop { .. }) && recording.to_client[frame][4] == 0x13)
+        }
+        Rule::Inject {
+            way: Way::ToClient,
+            frame,
+            ..
+        } => recording.to_client[..frame].iter().any(|f| f[4] == 0x13),
+        _ => false,
+    }
+}
+
+fn stream_lengths(recording: &Recording) -> (usize, usize) {
+    let total = |frames: &[Vec<u8>]| frames.iter().map(Vec::len).sum();
+    (total(&recording.to_server), total(&recording.to_client))
+}
+
+/// Every byte offset of both directions, split over two workers, each with
+/// its own server and proxy.
+#[test]
+fn a_bit_flip_anywhere_is_detected() {
+    let shape = {
+        let mut bench = Bench::new();
+        let (_, recording) = bench.case(Rule::Pass);
+        stream_lengths(&recording)
+    };
+    let cases: Vec<Rule> = (0..shape.0)
+        .map(|offset| Rule::Flip {
+            way: Way::ToServer,
+            offset,
+            mask: 1 << (offset % 8),
+        })
+        .chain((0..shape.1).map(|offset| Rule::Flip {
+            way: Way::ToClient,
+            offset,
+            mask: 1 << (offset % 8),
+        }))
+        .collect();
+    let total = cases.len();
+    let failed_sends = AtomicUsize::new(0);
+    thread::scope(|scope| {
+        for part in cases.chunks(total.div_ceil(2)) {
+            let failed_sends = &failed_sends;
+            scope.spawn(move || {
+                let mut bench = Bench::new();
+                for rule in part {
+                    let (outcome, _) = bench.case(rule.clone());
+                    if outcome.code != Some(0) {
+                        failed_sends.fetch_add(1, Ordering::Relaxed);
+                    }
+                }
+            });
+        }
+    });
+    eprintln!(
+        "tamper matrix: {total} bit flips ({} bytes to the server, {} to the client), all detected; \
+         {} made the sender fail, the rest hit bytes after the message was delivered intact",
+        shape.0,
+        shape.1,
+        failed_sends.load(Ordering::Relaxed)
+    );
+    assert!(total > 1500, "only {total} offsets");
+}
+
+/// Frame-level tampering with each of the first frames in each direction.
+#[test]
+fn dropped_duplicated_reordered_and_injected_records_are_detected() {
+    let mut bench = Bench::new();
+    let (_, honest) = bench.case(Rule::Pass);
+    let garbage = {
+        let mut frame = vec![0, 0, 0, 33, 0x10];
+        frame.extend_from_slice(&[0xAB; 32]);
+        frame
+    };
+    let mut cases = 0;
+    for (way, frames) in [
+        (Way::ToServer, honest.to_server.len()),
+        (Way::ToClient, honest.to_client.len()),
+    ] {
+        for frame in 0..frames {
+            let mut rules = vec![
+                Rule::Drop { way, frame },
+                Rule::Duplicate { way, frame },
+                Rule::Inject {
+                    way,
+                    frame,
+                    bytes: garbage.clone(),
+                },
+            ];
+            if frame + 1 < frames {
+                rules.push(Rule::Swap { way, frame });
+            }
+            for rule in rules {
+                bench.case(rule);
+                cases += 1;
+            }
+        }
+    }
+    eprintln!("{cases} frame-level tamper cases, all detected");
+}
+
+/// Records replayed from this session (an earlier record again) and from
+/// an earlier session (its records injected into a new one).
+#[test]
+fn replayed_records_are_detected() {
+    let mut bench = Bench::new();
+    let (_, earlier) = bench.case(Rule::Pass);
+    let n = earlier.to_server.len();
+    for frame in 0..n {
+        for (i, record) in earlier.to_server.iter().enumerate() {
+            if i < 4 && frame < 4 {
+                continue; // handshake frames are covered by the flips
+            }
+            bench.case(Rule::Inject {
+                way: Way::ToServer,
+                frame,
+                bytes: record.clone(),
+            });
+        }
+    }
+    for (i, record) in earlier.to_client.iter().enumerate() {
+        bench.case(Rule::Inject {
+            way: Way::ToClient,
+            frame: earlier.to_client.len() - 1,
+            bytes: record.clone(),
+        });
+        let _ = i;
+    }
+}
+
+/// A whole session recorded by the man in the middle and played again to
+/// the server later is refused: nothing is delivered twice.
+#[test]
+fn a_recorded_session_replayed_later_is_refused() {
+    let mut bench = Bench::new();
+    let (outcome, recording) = bench.case(Rule::Pass);
+    outcome.ok();
+    let delivered = bench.delivered().len();
+    let port = bench.server.port();
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    use std::io::{Read, Write};
+    for frame in &recording.to_server {
+        let _ = stream.write_all(frame);
+        thread::sleep(Duration::from_millis(20));
+    }
+    let _ = stream.shutdown(std::net::Shutdown::Write);
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    bench
+        .server
+        .wait_for_stderr("authentication failed", secs(20));
+    assert_eq!(
+        bench.delivered().len(),
+        delivered,
+        "the replayed message was delivered again"
+    );
+}
+
+/// A connection cut at any point of a frame, and length fields rewritten
+/// to lie: the sender fails cleanly, quickly, and nothing partial arrives.
+#[test]
+fn cuts_and_lying_lengths_fail_cleanly() {
+    let mut bench = Bench::new();
+    let (_, honest) = bench.case(Rule::Pass);
+    let (to_server, to_client) = stream_lengths(&honest);
+    for offset in (1..to_server).step_by(23) {
+        let (outcome, _) = bench.case(Rule::Cut {
+            way: Way::ToServer,
+            offset,
+        });
+        let _ = outcome;
+    }
+    for offset in (1..to_client).step_by(23) {
+        let (outcome, _) = bench.case(Rule::Cut {
+            way: Way::ToClient,
+            offset,
+        });
+        assert_ne!(outcome.code, Some(0), "cut at {offset} toward the client");
+    }
+    for (way, frames) in [
+        (Way::ToServer, &honest.to_server),
+        (Way::ToClient, &honest.to_client),
+    ] {
+        for (frame, bytes) in frames.iter().enumerate() {
+            let real = u32::from_be_bytes(bytes[..4].try_into().unwrap());
+            for length in [0xFFFF_FFFF, 0, real + 1, real - 1, 1 << 20] {
+                let started = Instant::now();
+                bench.case(Rule::Length { way, frame, length });
+                assert!(
+                    started.elapsed() < secs(15),
+                    "a lying length made {way:?} wait"
+                );
+            }
+        }
+    }
+}
