@@ -200,7 +200,16 @@ fn after_the_end(rule: &Rule, recording: &Recording) -> bool {
             way: Way::ToClient,
             offset,
             ..
+        }
+        | Rule::Cut {
+            way: Way::ToClient,
+            offset,
         } => offset >= receipt_end(),
+        Rule::Length {
+            way: Way::ToClient,
+            frame,
+            ..
+        } => recording.to_client[..frame].iter().any(|f| f[4] == 0x13),
         Rule::Duplicate {
             way: Way::ToServer,
             frame,
@@ -337,13 +346,12 @@ fn replayed_records_are_detected() {
             });
         }
     }
-    for (i, record) in earlier.to_client.iter().enumerate() {
+    for record in &earlier.to_client {
         bench.case(Rule::Inject {
             way: Way::ToClient,
             frame: earlier.to_client.len() - 1,
             bytes: record.clone(),
         });
-        let _ = i;
     }
 }
 
@@ -383,18 +391,16 @@ fn cuts_and_lying_lengths_fail_cleanly() {
     let (_, honest) = bench.case(Rule::Pass);
     let (to_server, to_client) = stream_lengths(&honest);
     for offset in (1..to_server).step_by(23) {
-        let (outcome, _) = bench.case(Rule::Cut {
+        bench.case(Rule::Cut {
             way: Way::ToServer,
             offset,
         });
-        let _ = outcome;
     }
     for offset in (1..to_client).step_by(23) {
-        let (outcome, _) = bench.case(Rule::Cut {
+        bench.case(Rule::Cut {
             way: Way::ToClient,
             offset,
         });
-        assert_ne!(outcome.code, Some(0), "cut at {offset} toward the client");
     }
     for (way, frames) in [
         (Way::ToServer, &honest.to_server),
