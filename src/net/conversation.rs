@@ -111,13 +111,39 @@ impl Writer {
             return Err(SendError::Ended);
         }
         if let Err(e) = f(&mut self.send, &mut self.buf) {
-            if let ProtocolError::Exhausted(_) = e {
-                // A session limit: say goodbye while we still can.
-                self.close(CloseReason::Goodbye);
-            }
-            return Err(SendError::Protocol(e));
+            return Err(self.fail(e));
         }
         self.flush().map_err(SendError::Io)
+    }
+
+    /// Writes what is buffered and then `record`, in one system call when
+    /// the socket takes it all.
+    fn write_after_buffered(&mut self, record: &[u8]) -> io::Result<()> {
+        let mut parts = [io::IoSlice::new(&self.buf), io::IoSlice::new(record)];
+        let mut slices = &mut parts[..];
+        let result = loop {
+            if slices.iter().all(|s| s.is_empty()) {
+                break Ok(());
+            }
+            match self.stream.write_vectored(slices) {
+                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        self.buf.clear();
+        self.last_write = Instant::now();
+        result
+    }
+
+    /// A session limit ends the session with a goodbye; any error is
+    /// passed on for the caller.
+    fn fail(&mut self, error: ProtocolError) -> SendError {
+        if let ProtocolError::Exhausted(_) = error {
+            self.close(CloseReason::Goodbye);
+        }
+        SendError::Protocol(error)
     }
 
     /// Sends CLOSE and half-closes the socket; later writes are refused.
@@ -207,42 +233,47 @@ impl Sender {
         length: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, SendError> {
+        // MESSAGE_START waits in the writer's buffer and goes out in the same
+        // write as the first chunk: a short message is one write, one packet.
         let id = {
-            let mut w = self.shared.writer();
-            let mut id = 0;
-            w.record(|send, buf| {
-                id = send.start_message(length, buf)?;
-                Ok(())
-            })?;
-            id
-        };
-        let mut frame = vec![0u8; HEADER_LEN + self.chunk + TAG_LEN];
-        let mut sent = 0u64;
-        while sent < length {
-            let n = (length - sent).min(self.chunk as u64) as usize;
-            let data = &mut frame[HEADER_LEN..HEADER_LEN + n];
-            source.read_exact(data).map_err(SendError::Source)?;
             let mut w = self.shared.writer();
             if w.ended {
                 return Err(SendError::Ended);
             }
-            if let Err(e) = w
-                .send
-                .chunk_in_place(&mut frame[..HEADER_LEN + n + TAG_LEN])
-            {
-                if let ProtocolError::Exhausted(_) = e {
-                    w.close(CloseReason::Goodbye);
-                }
-                return Err(SendError::Protocol(e));
+            let Writer { send, buf, .. } = &mut *w;
+            send.start_message(length, buf).map_err(|e| w.fail(e))?
+        };
+        let size = (length.min(self.chunk as u64)) as usize;
+        let mut frame = vec![0u8; HEADER_LEN + size + TAG_LEN];
+        let mut sent = 0u64;
+        loop {
+            let n = (length - sent).min(size as u64) as usize;
+            let record = HEADER_LEN + n + TAG_LEN;
+            source
+                .read_exact(&mut frame[HEADER_LEN..HEADER_LEN + n])
+                .map_err(SendError::Source)?;
+            let mut w = self.shared.writer();
+            if w.ended {
+                return Err(SendError::Ended);
             }
-            let result = w.stream.write_all(&frame[..HEADER_LEN + n + TAG_LEN]);
-            w.last_write = Instant::now();
+            if length > 0 {
+                w.send
+                    .chunk_in_place(&mut frame[..record])
+                    .map_err(|e| w.fail(e))?;
+            }
+            let result = if length > 0 {
+                w.write_after_buffered(&frame[..record])
+            } else {
+                w.flush()
+            };
             result.map_err(SendError::Io)?;
             drop(w);
             sent += n as u64;
             progress(sent);
+            if sent == length {
+                return Ok(id);
+            }
         }
-        Ok(id)
     }
 
     /// Says that no more messages will come from this side. The session
@@ -464,6 +495,10 @@ impl<H: Handler> Reader<H> {
         // (or a man in the middle) that trickles out a frame that never ends.
         let timeout = super::peer_timeout();
         let mut last_record = Instant::now();
+        // The socket's read timeout, changed only when it must shrink (time
+        // is running out) or may grow back: not a system call per read.
+        let mut read_timeout = timeout;
+        self.stream.set_read_timeout(Some(read_timeout))?;
         loop {
             while let Some(frame) = self.decoder.next_frame()? {
                 if self.shared.writer().ended {
@@ -484,7 +519,12 @@ impl<H: Handler> Reader<H> {
                     "waiting for the peer (no complete record within the peer timeout)",
                 ));
             }
-            self.stream.set_read_timeout(Some(left))?;
+            if left + Duration::from_millis(200) < read_timeout
+                || left > read_timeout + Duration::from_secs(1)
+            {
+                read_timeout = left;
+                self.stream.set_read_timeout(Some(read_timeout))?;
+            }
             match self.stream.read(self.decoder.spare()) {
                 Ok(0) => {
                     return if self.shared.writer().ended {
