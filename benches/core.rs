@@ -110,6 +110,7 @@ fn records(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::new("open", chunk), &chunk, |b, &chunk| {
             b.iter_custom(|iterations| {
                 let (mut ada, mut bob) = chat::fuzzing::session_pair();
+                bob.recv().set_max_message(u64::MAX);
                 let mut sealed = Vec::new();
                 ada.send().start_message(u64::MAX / 2, &mut sealed).unwrap();
                 let mut start = sealed.clone();
