@@ -91,6 +91,28 @@ fn in_namespace(
     session
 }
 
+/// Waits for `needle`; on failure shows everything printed until then.
+#[track_caller]
+fn expect(
+    session: &mut Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>,
+    needle: &str,
+) {
+    if let Err(e) = session.expect(needle) {
+        let mut rest = Vec::new();
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = session.try_read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            rest.extend_from_slice(&buf[..n]);
+        }
+        panic!(
+            "no {needle:?} ({e}); the terminal showed: {}",
+            String::from_utf8_lossy(&rest)
+        );
+    }
+}
+
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
@@ -112,14 +134,14 @@ fn trust_fails_cleanly(prepare: &str, expected_error: &str) {
         prepare,
         &["connect", &format!("127.0.0.1:{port}"), "--name", "ada"],
     );
-    repl.expect("NOT VERIFIED").unwrap();
-    repl.expect("bob (unverified)> ").unwrap();
+    expect(&mut repl, "NOT VERIFIED");
+    expect(&mut repl, "bob (unverified)> ");
     for c in "/trust\r".chars() {
         repl.send(c.to_string()).unwrap();
         std::thread::sleep(Duration::from_millis(2));
     }
-    repl.expect(expected_error).unwrap();
-    repl.expect("bob (unverified)> ").unwrap();
+    expect(&mut repl, expected_error);
+    expect(&mut repl, "bob (unverified)> ");
     repl.send("/quit\r").unwrap();
     let found = repl.expect(Regex("sha256 ([0-9a-f]{64})")).unwrap();
     let seen = String::from_utf8_lossy(found.get(1).unwrap()).into_owned();

@@ -45,7 +45,6 @@ impl TransientPool {
 }
 
 fn generate(sender: SyncSender<PrivateKey>) {
-    lower_priority();
     let mut rng = rand::rng();
     loop {
         let key =
@@ -53,19 +52,6 @@ fn generate(sender: SyncSender<PrivateKey>) {
         if sender.send(key).is_err() {
             return;
         }
-    }
-}
-
-/// Makes this thread yield to the conversation and handshakes that share
-/// the machine: key generation is background work (nice 19, Linux gives
-/// each thread its own niceness).
-fn lower_priority() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: gettid and setpriority only read their arguments; a failure
-    // leaves the priority as it was, which is harmless.
-    unsafe {
-        let tid = libc::gettid();
-        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
 
