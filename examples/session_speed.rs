@@ -117,9 +117,7 @@ fn pair() -> (Conversation, Conversation, Quiet) {
     .unwrap()
     .unwrap();
     let watcher = Quiet::default();
-    let start = |c: Connected, h: Quiet| {
-        Conversation::start(c.stream, c.decoder, c.established.session, u64::MAX, h).unwrap()
-    };
+    let start = |c: Connected, h: Quiet| Conversation::over(c, u64::MAX, h).unwrap();
     (
         start(client, watcher.clone()),
         start(server.join().unwrap(), Quiet::default()),

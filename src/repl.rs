@@ -102,13 +102,7 @@ pub fn run(
         lines: String::new(),
         running: Arc::clone(&running),
     };
-    let Connected {
-        stream,
-        decoder,
-        established,
-    } = connected;
-    let conversation =
-        Conversation::start(stream, decoder, established.session, max_message, handler)?;
+    let conversation = Conversation::over(connected, max_message, handler)?;
     let sender = conversation.sender();
     let result = read_loop(
         &mut editor,

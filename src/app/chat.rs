@@ -230,7 +230,7 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
             match trust_policy::judge(&known_peers, &policy, &connected.established.peer, None) {
                 Err(error) => {
                     report_key_change(&error);
-                    refuse_established(connected);
+                    connected.close(CloseReason::Untrusted);
                     Err(error)
                 }
                 Ok(view) => {
@@ -274,25 +274,6 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
         context: "the listener stopped".into(),
         source: io::Error::other("no more connections"),
     })
-}
-
-/// Tells an established peer we do not trust it, and hangs up.
-fn refuse_established(connected: Connected) {
-    let Connected {
-        mut stream,
-        mut established,
-        ..
-    } = connected;
-    let mut close = Vec::new();
-    if established
-        .session
-        .send()
-        .close(CloseReason::Untrusted, &mut close)
-        .is_ok()
-    {
-        let _ = io::Write::write_all(&mut stream, &close);
-    }
-    let _ = stream.shutdown(std::net::Shutdown::Both);
 }
 
 /// Says who we are talking to, and how far to trust it.
@@ -424,19 +405,8 @@ fn batch(
         address.is_none(),
     );
     let handler = OutputHandler::new(Arc::clone(&view), common.json, notice.clone());
-    let Connected {
-        stream,
-        decoder,
-        established,
-    } = connected;
-    let conversation = Conversation::start(
-        stream,
-        decoder,
-        established.session,
-        common.max_message,
-        handler,
-    )
-    .map_err(Error::io("starting the conversation"))?;
+    let conversation = Conversation::over(connected, common.max_message, handler)
+        .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();
     {
         let view = Arc::clone(&view);
@@ -593,19 +563,8 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
         announce(&view, &me, true, &notice, None, true);
     }
     let handler = OutputHandler::new(Arc::clone(&view), args.common.json, notice);
-    let Connected {
-        stream,
-        decoder,
-        established,
-    } = connected;
-    let conversation = Conversation::start(
-        stream,
-        decoder,
-        established.session,
-        args.common.max_message,
-        handler,
-    )
-    .map_err(Error::io("starting the conversation"))?;
+    let conversation = Conversation::over(connected, args.common.max_message, handler)
+        .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();
     let mut progress = super::progress::Progress::new(length);
     let sent = sender.send_from(&mut *source, length, &mut |done| progress.update(done));

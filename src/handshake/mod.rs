@@ -182,6 +182,49 @@ fn peer_key(which: &'static str, der: &[u8]) -> Result<PublicKey, ProtocolError>
     })
 }
 
+/// Whose Auth message is being read.
+#[derive(Clone, Copy)]
+enum Side {
+    Responder,
+    Initiator,
+}
+
+/// Opens ResponderAuth or InitiatorAuth, verifies the peer's signature over
+/// the transcript so far (TH4 or TH6), and adds the message to it.
+fn read_auth(
+    opener: &mut Opener,
+    transcript: &mut Transcript,
+    trace: &mut Option<Box<Trace>>,
+    frame: &mut [u8],
+    side: Side,
+    peer: &PublicKey,
+) -> Result<(), ProtocolError> {
+    let (expected, problem, context, th_name) = match side {
+        Side::Responder => (
+            FrameType::ResponderAuth,
+            "expected ResponderAuth",
+            labels::RESPONDER_SIGNATURE,
+            "th4",
+        ),
+        Side::Initiator => (
+            FrameType::InitiatorAuth,
+            "expected InitiatorAuth",
+            labels::INITIATOR_SIGNATURE,
+            "th6",
+        ),
+    };
+    let (typ, body) = open_message(opener, frame)?;
+    if typ != expected as u8 {
+        return Err(ProtocolError::PeerMisbehaved(problem));
+    }
+    let auth = Auth::decode(body)?;
+    let th = transcript.hash();
+    Trace::record(trace, th_name, &th);
+    signature::verify(peer, context, &th, auth.signature)?;
+    transcript.add(expected, body);
+    Ok(())
+}
+
 /// Decodes an Identity body into the peer's key and nickname.
 fn read_identity(body: &[u8]) -> Result<PeerIdentity, ProtocolError> {
     let identity = Identity::decode(body)?;
@@ -356,20 +399,15 @@ impl InitiatorExpectResponderAuth {
         frame: &mut [u8],
     ) -> Result<ResponderVerified, ProtocolError> {
         let s = &mut self.inner;
-        let (typ, body) = open_message(&mut s.opener, frame)?;
-        if typ != FrameType::ResponderAuth as u8 {
-            return Err(ProtocolError::PeerMisbehaved("expected ResponderAuth"));
-        }
-        let auth = Auth::decode(body)?;
-        let th4 = s.transcript.hash();
-        Trace::record(&mut s.trace, "th4", &th4);
-        signature::verify(
-            &self.peer.key,
-            labels::RESPONDER_SIGNATURE,
-            &th4,
-            auth.signature,
+        let peer = &self.peer.key;
+        read_auth(
+            &mut s.opener,
+            &mut s.transcript,
+            &mut s.trace,
+            frame,
+            Side::Responder,
+            peer,
         )?;
-        s.transcript.add(FrameType::ResponderAuth, body);
         Ok(ResponderVerified {
             inner: self.inner,
             peer: self.peer,
@@ -649,20 +687,15 @@ impl ResponderExpectInitiatorAuth {
     /// the session is established.
     pub fn read_initiator_auth(self, frame: &mut [u8]) -> Result<Established, ProtocolError> {
         let mut s = self.inner;
-        let (typ, body) = open_message(&mut s.opener, frame)?;
-        if typ != FrameType::InitiatorAuth as u8 {
-            return Err(ProtocolError::PeerMisbehaved("expected InitiatorAuth"));
-        }
-        let auth = Auth::decode(body)?;
-        let th6 = s.transcript.hash();
-        Trace::record(&mut s.trace, "th6", &th6);
-        signature::verify(
-            &self.peer.key,
-            labels::INITIATOR_SIGNATURE,
-            &th6,
-            auth.signature,
+        let peer = &self.peer.key;
+        read_auth(
+            &mut s.opener,
+            &mut s.transcript,
+            &mut s.trace,
+            frame,
+            Side::Initiator,
+            peer,
         )?;
-        s.transcript.add(FrameType::InitiatorAuth, body);
         let th7 = s.transcript.hash();
         Trace::record(&mut s.trace, "th7", &th7);
         let keys = s.schedule.application_keys(&th7);

@@ -402,6 +402,20 @@ impl Conversation {
         })
     }
 
+    /// Starts the conversation on a connection fresh from its handshake.
+    pub fn over(
+        connected: super::Connected,
+        max_message: u64,
+        handler: impl Handler,
+    ) -> io::Result<Self> {
+        let super::Connected {
+            stream,
+            decoder,
+            established,
+        } = connected;
+        Self::start(stream, decoder, established.session, max_message, handler)
+    }
+
     /// A handle for sending.
     pub fn sender(&self) -> Sender {
         self.sender.clone()

@@ -178,6 +178,24 @@ pub struct Connected {
     pub established: Established,
 }
 
+impl Connected {
+    /// Ends the session at once with an authenticated CLOSE (for a peer we
+    /// will not talk to, or cannot now), and hangs up.
+    pub fn close(mut self, reason: CloseReason) {
+        let mut close = Vec::new();
+        if self
+            .established
+            .session
+            .send()
+            .close(reason, &mut close)
+            .is_ok()
+        {
+            let _ = self.stream.write_all(&close);
+        }
+        let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
 /// Runs the initiator's handshake. `decide` sees the proven responder before
 /// we reveal who we are; if it abandons, the peer is told and the result is
 /// `None`.

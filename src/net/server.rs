@@ -220,20 +220,7 @@ fn handle(stream: TcpStream, context: &Context) {
         .is_err()
     {
         // Another handshake finished first.
-        let Connected {
-            mut stream,
-            mut established,
-            ..
-        } = connected;
-        let mut close = Vec::new();
-        if established
-            .session
-            .send()
-            .close(CloseReason::Busy, &mut close)
-            .is_ok()
-        {
-            let _ = io::Write::write_all(&mut stream, &close);
-        }
+        connected.close(CloseReason::Busy);
         log(
             context,
             format!("refused {peer_address}: busy in a conversation"),
