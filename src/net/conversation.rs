@@ -79,14 +79,74 @@ impl Summary {
     }
 }
 
+/// Emptied record buffers kept for reuse by long messages: one is enough,
+/// as the sender writes each record before it seals the next.
+const SPARE_BUFFERS: usize = 1;
+
+/// Sealed records waiting for the socket, in the order they were sealed.
+///
+/// One thread at a time writes (`writing`). A sender writes its own records
+/// at once, so a message costs no thread switch and a long one reuses one
+/// buffer that stays in the cache (handing records to another thread to
+/// write was measured slower: the buffers travel between cores). Records
+/// from the reader and keep-alive threads go out at once if the socket
+/// takes them without waiting (see [`Shared::send_from_reader`]), or else
+/// wait here for the writer thread. The reader thread never blocks on the
+/// socket, so two sides sending to each other cannot wait on each other
+/// forever.
+#[derive(Default)]
+struct Outbox {
+    frames: Vec<Vec<u8>>,
+    bytes: usize,
+    writing: bool,
+    spare: Vec<Vec<u8>>,
+}
+
+impl Outbox {
+    fn push(&mut self, frame: Vec<u8>) {
+        self.bytes += frame.len();
+        self.frames.push(frame);
+    }
+
+    fn take(&mut self) -> Vec<Vec<u8>> {
+        self.bytes = 0;
+        std::mem::take(&mut self.frames)
+    }
+
+    /// Drops what was not sent (the session is over).
+    fn discard(&mut self) {
+        self.take();
+    }
+
+    /// A buffer for a record of `len` bytes, reused when possible.
+    fn buffer(&mut self, len: usize) -> Vec<u8> {
+        // A reused buffer keeps its old (sealed) bytes: the caller overwrites them.
+        let mut buffer = self.spare.pop().unwrap_or_default();
+        buffer.resize(len, 0);
+        buffer
+    }
+
+    /// Keeps the large buffers of written records for the next ones.
+    fn recycle(&mut self, frames: Vec<Vec<u8>>) {
+        for frame in frames {
+            if frame.capacity() >= 16 * 1024 && self.spare.len() < SPARE_BUFFERS {
+                self.spare.push(frame);
+            }
+        }
+    }
+}
+
 /// The sending side and the session's shared state, behind one lock.
 struct Writer {
-    stream: TcpStream,
     send: SendHalf,
-    buf: Vec<u8>,
+    outbox: Outbox,
     last_write: Instant,
-    /// Set when no more records may be written.
+    /// Set when no more records may be sealed.
     ended: bool,
+    /// The first write that failed; the conversation ends with it.
+    write_error: Option<io::Error>,
+    /// The writer thread has sent everything and half-closed the socket.
+    writer_gone: bool,
     /// Receiver-side facts the finish rule needs.
     peer_done: bool,
     receiving: bool,
@@ -94,47 +154,21 @@ struct Writer {
 }
 
 impl Writer {
-    /// Writes what was sealed into `buf`, as one write.
-    fn flush(&mut self) -> io::Result<()> {
-        let result = self.stream.write_all(&self.buf);
-        self.buf.clear();
-        self.last_write = Instant::now();
-        result
-    }
-
-    /// Seals with `f` and writes, unless the session is over.
-    fn record(
+    /// Seals one record with `f` and queues it, unless the session is over.
+    fn seal(
         &mut self,
         f: impl FnOnce(&mut SendHalf, &mut Vec<u8>) -> Result<(), ProtocolError>,
     ) -> Result<(), SendError> {
         if self.ended {
             return Err(SendError::Ended);
         }
-        if let Err(e) = f(&mut self.send, &mut self.buf) {
+        let mut frame = Vec::new();
+        if let Err(e) = f(&mut self.send, &mut frame) {
             return Err(self.fail(e));
         }
-        self.flush().map_err(SendError::Io)
-    }
-
-    /// Writes what is buffered and then `record`, in one system call when
-    /// the socket takes it all.
-    fn write_after_buffered(&mut self, record: &[u8]) -> io::Result<()> {
-        let mut parts = [io::IoSlice::new(&self.buf), io::IoSlice::new(record)];
-        let mut slices = &mut parts[..];
-        let result = loop {
-            if slices.iter().all(|s| s.is_empty()) {
-                break Ok(());
-            }
-            match self.stream.write_vectored(slices) {
-                Ok(0) => break Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => break Err(e),
-            }
-        };
-        self.buf.clear();
+        self.outbox.push(frame);
         self.last_write = Instant::now();
-        result
+        Ok(())
     }
 
     /// A session limit ends the session with a goodbye; any error is
@@ -146,14 +180,12 @@ impl Writer {
         SendError::Protocol(error)
     }
 
-    /// Sends CLOSE and half-closes the socket; later writes are refused.
+    /// Queues CLOSE; later records are refused. The writer thread sends
+    /// what is queued and then half-closes the socket.
     fn close(&mut self, reason: CloseReason) {
         if !self.ended {
+            let _ = self.seal(|send, buf| send.close(reason, buf));
             self.ended = true;
-            if self.send.close(reason, &mut self.buf).is_ok() {
-                let _ = self.flush();
-            }
-            let _ = self.stream.shutdown(Shutdown::Write);
         }
     }
 
@@ -175,8 +207,14 @@ impl Writer {
 
 struct Shared {
     writer: Mutex<Writer>,
-    /// Signalled (with the writer lock) when receipts arrive or the session ends.
-    acknowledged: Condvar,
+    /// For writing outside the lock, and for shutting the socket down.
+    socket: TcpStream,
+    /// Signalled (with the writer lock) when records are queued or the
+    /// session ends: wakes the writer thread.
+    queued: Condvar,
+    /// Signalled (with the writer lock) when receipts arrive, the outbox has
+    /// room, the writer thread is gone, or the session ends.
+    changed: Condvar,
     /// Set by the reader when it has finished; wakes the keep-alive timer.
     over: Mutex<bool>,
     wake: Condvar,
@@ -191,6 +229,121 @@ impl Shared {
 
     fn is_over(&self) -> bool {
         *self.over.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn wait<'a>(&self, condvar: &Condvar, w: MutexGuard<'a, Writer>) -> MutexGuard<'a, Writer> {
+        condvar.wait(w).unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Sends what is queued from this (sending) thread, after any write in
+    /// progress.
+    fn flush(&self, mut w: MutexGuard<'_, Writer>) -> Result<(), SendError> {
+        while w.outbox.writing {
+            w = self.wait(&self.changed, w);
+        }
+        if w.outbox.frames.is_empty() {
+            return if w.write_error.is_some() {
+                Err(SendError::Ended)
+            } else {
+                Ok(())
+            };
+        }
+        let (w, result) = self.write_queued(w);
+        drop(w);
+        result.map_err(SendError::Io)
+    }
+
+    /// Writes the records queued now, with the lock released meanwhile.
+    /// The caller has checked that nobody else is writing.
+    fn write_queued<'a>(
+        &'a self,
+        mut w: MutexGuard<'a, Writer>,
+    ) -> (MutexGuard<'a, Writer>, io::Result<()>) {
+        let frames = w.outbox.take();
+        w.outbox.writing = true;
+        drop(w);
+        let result = write_frames(&self.socket, &frames);
+        let mut w = self.writer();
+        w.outbox.writing = false;
+        w.outbox.recycle(frames);
+        if let Err(e) = &result {
+            self.write_failed(&mut w, io::Error::new(e.kind(), e.to_string()));
+        }
+        self.changed.notify_all();
+        // The writer thread may be waiting for this write to end.
+        self.queued.notify_one();
+        (w, result)
+    }
+
+    /// A write failed: the session is over, and the reader is woken to
+    /// report it.
+    fn write_failed(&self, w: &mut Writer, error: io::Error) {
+        w.ended = true;
+        w.outbox.discard();
+        w.write_error.get_or_insert(error);
+        let _ = self.socket.shutdown(Shutdown::Both);
+    }
+
+    /// Sends what the reader thread queued (receipts, a goodbye) without
+    /// ever blocking it: at once if the socket takes it all, otherwise by
+    /// the writer thread.
+    fn send_from_reader(&self, mut w: MutexGuard<'_, Writer>) {
+        if w.outbox.writing || w.outbox.frames.len() != 1 {
+            self.queued.notify_one();
+            return;
+        }
+        let flags = libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL;
+        match socket2::SockRef::from(&self.socket).send_with_flags(&w.outbox.frames[0], flags) {
+            Ok(n) if n == w.outbox.bytes => {
+                w.outbox.take();
+            }
+            Ok(n) => {
+                w.outbox.frames[0].drain(..n);
+                w.outbox.bytes -= n;
+                self.queued.notify_one();
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queued.notify_one(),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => self.queued.notify_one(),
+            Err(e) => self.write_failed(&mut w, e),
+        }
+    }
+}
+
+/// Writes whole records, as few system calls as the socket allows.
+fn write_frames(mut socket: &TcpStream, frames: &[Vec<u8>]) -> io::Result<()> {
+    /// At most this many buffers per call (Linux takes up to 1024).
+    const BATCH: usize = 512;
+    for batch in frames.chunks(BATCH) {
+        let mut parts: Vec<io::IoSlice<'_>> = batch.iter().map(|f| io::IoSlice::new(f)).collect();
+        let mut slices = &mut parts[..];
+        while !slices.is_empty() {
+            match socket.write_vectored(slices) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => io::IoSlice::advance_slices(&mut slices, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The writer thread: sends whatever is queued while nobody else is
+/// writing; once the session has ended and all is sent, half-closes the
+/// socket so the peer sees our last record followed by the end.
+fn write_loop(shared: &Shared) {
+    let mut w = shared.writer();
+    loop {
+        if !w.outbox.writing && !w.outbox.frames.is_empty() {
+            w = shared.write_queued(w).0;
+        } else if w.ended && !w.outbox.writing && w.outbox.frames.is_empty() {
+            let _ = shared.socket.shutdown(Shutdown::Write);
+            w.writer_gone = true;
+            shared.changed.notify_all();
+            return;
+        } else {
+            w = shared.wait(&shared.queued, w);
+        }
     }
 }
 
@@ -225,30 +378,22 @@ impl Sender {
     }
 
     /// Sends `length` bytes read from `source` as one message, in chunks,
-    /// letting the reader thread send receipts in between. `progress` is
-    /// called with the bytes sent so far. Returns the message id.
+    /// each written before the next is read; receipts and keep-alives slip
+    /// in between. `progress` is called with the bytes sent so far. Returns
+    /// the message id. A short message is one write: MESSAGE_START and its
+    /// only chunk together.
     pub fn send_from(
         &self,
         source: &mut dyn Read,
         length: u64,
         progress: &mut dyn FnMut(u64),
     ) -> Result<u64, SendError> {
-        // MESSAGE_START waits in the writer's buffer and goes out in the same
-        // write as the first chunk: a short message is one write, one packet.
-        let id = {
-            let mut w = self.shared.writer();
-            if w.ended {
-                return Err(SendError::Ended);
-            }
-            let Writer { send, buf, .. } = &mut *w;
-            send.start_message(length, buf).map_err(|e| w.fail(e))?
-        };
         let size = (length.min(self.chunk as u64)) as usize;
-        let mut frame = vec![0u8; HEADER_LEN + size + TAG_LEN];
+        let mut id = None;
         let mut sent = 0u64;
         loop {
             let n = (length - sent).min(size as u64) as usize;
-            let record = HEADER_LEN + n + TAG_LEN;
+            let mut frame = self.shared.writer().outbox.buffer(HEADER_LEN + n + TAG_LEN);
             source
                 .read_exact(&mut frame[HEADER_LEN..HEADER_LEN + n])
                 .map_err(SendError::Source)?;
@@ -256,40 +401,53 @@ impl Sender {
             if w.ended {
                 return Err(SendError::Ended);
             }
-            if length > 0 {
-                w.send
-                    .chunk_in_place(&mut frame[..record])
-                    .map_err(|e| w.fail(e))?;
+            if id.is_none() {
+                let mut start = Vec::new();
+                match w.send.start_message(length, &mut start) {
+                    Ok(started) => id = Some(started),
+                    Err(e) => return Err(self.failed(w, e)),
+                }
+                w.outbox.push(start);
             }
-            let result = if length > 0 {
-                w.write_after_buffered(&frame[..record])
-            } else {
-                w.flush()
-            };
-            result.map_err(SendError::Io)?;
-            drop(w);
+            if length > 0 {
+                if let Err(e) = w.send.chunk_in_place(&mut frame) {
+                    return Err(self.failed(w, e));
+                }
+                w.outbox.push(frame);
+            }
+            w.last_write = Instant::now();
+            self.shared.flush(w)?;
             sent += n as u64;
             progress(sent);
             if sent == length {
-                return Ok(id);
+                return Ok(id.expect("set with the first chunk"));
             }
         }
+    }
+
+    /// Passes on a refusal to seal; a session limit queues a goodbye for
+    /// the writer thread.
+    fn failed(&self, mut w: MutexGuard<'_, Writer>, error: ProtocolError) -> SendError {
+        let error = w.fail(error);
+        self.shared.queued.notify_one();
+        error
     }
 
     /// Says that no more messages will come from this side. The session
     /// ends by itself once the peer says the same and all is acknowledged.
     pub fn done(&self) -> Result<(), SendError> {
         let mut w = self.shared.writer();
-        w.record(|send, buf| send.done(buf))?;
+        w.seal(|send, buf| send.done(buf))?;
         if w.finished() {
             w.close(CloseReason::Goodbye);
         }
-        Ok(())
+        self.shared.flush(w)
     }
 
     /// Ends the session with `reason`.
     pub fn close(&self, reason: CloseReason) {
         self.shared.writer().close(reason);
+        self.shared.queued.notify_one();
         // A dead peer would otherwise keep the reader waiting.
         let shared = Arc::clone(&self.shared);
         thread::spawn(move || {
@@ -299,7 +457,7 @@ impl Sender {
                 .wait_timeout_while(over, LINGER, |over| !*over)
                 .unwrap_or_else(|p| p.into_inner());
             if !*over {
-                let _ = shared.writer().stream.shutdown(Shutdown::Both);
+                let _ = shared.socket.shutdown(Shutdown::Both);
             }
         });
     }
@@ -309,11 +467,7 @@ impl Sender {
     pub fn wait_acknowledged(&self, id: u64) -> bool {
         let mut w = self.shared.writer();
         while w.send.last_acknowledged() < id && !w.ended {
-            w = self
-                .shared
-                .acknowledged
-                .wait(w)
-                .unwrap_or_else(|p| p.into_inner());
+            w = self.shared.wait(&self.shared.changed, w);
         }
         w.send.last_acknowledged() >= id
     }
@@ -354,19 +508,25 @@ impl Conversation {
         let read_stream = stream.try_clone()?;
         let shared = Arc::new(Shared {
             writer: Mutex::new(Writer {
-                stream,
                 send,
-                buf: Vec::new(),
+                outbox: Outbox::default(),
                 last_write: Instant::now(),
                 ended: false,
+                write_error: None,
+                writer_gone: false,
                 peer_done: false,
                 receiving: false,
                 receipts_owed: false,
             }),
-            acknowledged: Condvar::new(),
+            socket: stream,
+            queued: Condvar::new(),
+            changed: Condvar::new(),
             over: Mutex::new(false),
             wake: Condvar::new(),
         });
+        let spawn = |name: &str, f: Box<dyn FnOnce() + Send>| {
+            thread::Builder::new().name(name.into()).spawn(f).map(drop)
+        };
         let reader = {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
@@ -386,12 +546,13 @@ impl Conversation {
                     summary
                 })?
         };
-        {
-            let shared = Arc::clone(&shared);
-            thread::Builder::new()
-                .name("chat-keepalive".into())
-                .spawn(move || keepalive(&shared))?;
-        }
+        let for_writer = Arc::clone(&shared);
+        spawn("chat-writer", Box::new(move || write_loop(&for_writer)))?;
+        let for_keepalive = Arc::clone(&shared);
+        spawn(
+            "chat-keepalive",
+            Box::new(move || keepalive(&for_keepalive)),
+        )?;
         Ok(Self {
             sender: Sender {
                 shared: Arc::clone(&shared),
@@ -449,8 +610,9 @@ fn keepalive(shared: &Shared) {
         }
         let mut w = shared.writer();
         if !w.ended && w.last_write.elapsed() >= keepalive_after() {
-            // A failure shows up on the reader's side as a cut connection.
-            let _ = w.record(|send, buf| send.keepalive(buf));
+            // A failure shows up on the reader's side.
+            let _ = w.seal(|send, buf| send.keepalive(buf));
+            shared.queued.notify_one();
         }
     }
 }
@@ -467,11 +629,13 @@ struct Reader<H> {
 impl<H: Handler> Reader<H> {
     fn run(&mut self) -> Summary {
         let ending = self.pump();
-        let (unacknowledged, we_are_done) = {
+        let (unacknowledged, we_are_done, write_error) = {
             let mut w = self.shared.writer();
+            // Nothing queued can matter now, except telling a peer that
+            // broke the rules so; tampering and cut connections get nothing
+            // (there is no one to tell).
+            w.outbox.discard();
             match &ending {
-                // A peer that broke the rules is told so; tampering and cut
-                // connections get nothing (there is no one to tell).
                 Err(NetError::Protocol(ProtocolError::MessageTooLarge { .. })) => {
                     w.close(CloseReason::TooLarge)
                 }
@@ -481,16 +645,35 @@ impl<H: Handler> Reader<H> {
                 _ => {}
             }
             w.ended = true;
-            let _ = w.stream.shutdown(Shutdown::Both);
-            self.shared.acknowledged.notify_all();
-            (w.unacknowledged(), w.send.is_done())
+            self.shared.queued.notify_one();
+            // Let the writer thread send that CLOSE, but not wait on a peer
+            // that does not read.
+            let deadline = Instant::now() + LINGER;
+            while !w.writer_gone && w.write_error.is_none() {
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    break;
+                }
+                w = self
+                    .shared
+                    .changed
+                    .wait_timeout(w, left)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
+            }
+            let _ = self.shared.socket.shutdown(Shutdown::Both);
+            self.shared.changed.notify_all();
+            (w.unacknowledged(), w.send.is_done(), w.write_error.take())
         };
         let both_done = we_are_done && self.recv.peer_done() && unacknowledged.is_empty();
-        let ending = match ending {
-            Ok(None | Some(CloseReason::Goodbye)) if both_done => Ending::Finished,
-            Ok(Some(reason)) => Ending::ClosedByPeer(reason),
-            Ok(None) => Ending::ClosedByUs,
-            Err(e) => Ending::Failed(e),
+        let ending = match (ending, write_error) {
+            (Ok(None | Some(CloseReason::Goodbye)), _) if both_done => Ending::Finished,
+            (Ok(Some(reason)), _) => Ending::ClosedByPeer(reason),
+            // Our own write failed first: that is the cause, not the
+            // connection we shut down because of it.
+            (_, Some(e)) => Ending::Failed(NetError::from_read(e, "while sending")),
+            (Ok(None), None) => Ending::ClosedByUs,
+            (Err(e), None) => Ending::Failed(e),
         };
         let summary = Summary {
             ending,
@@ -568,10 +751,8 @@ impl<H: Handler> Reader<H> {
         let complete = self.recv.last_complete();
         let mut w = self.shared.writer();
         if complete > self.receipted && !w.ended {
-            let result = w.record(|send, buf| send.receipt(complete, buf));
-            if let Err(SendError::Io(e)) = result {
-                return Err(NetError::from_read(e, "sending a receipt"));
-            }
+            // Only a session limit can refuse this, and it ends the session.
+            let _ = w.seal(|send, buf| send.receipt(complete, buf));
             self.receipted = complete;
         }
         w.receiving = self.recv.in_message().is_some();
@@ -580,6 +761,7 @@ impl<H: Handler> Reader<H> {
         if !w.ended && w.finished() {
             w.close(CloseReason::Goodbye);
         }
+        self.shared.send_from_reader(w);
         Ok(())
     }
 }
@@ -607,17 +789,15 @@ fn handle(
             handler.message_end(id).map_err(local)?;
         }
         Event::Receipt { ids } => {
+            handler.delivered(ids);
             // Take the lock so that a waiter cannot miss the notification.
             drop(shared.writer());
-            shared.acknowledged.notify_all();
-            handler.delivered(ids);
+            shared.changed.notify_all();
         }
         Event::Keepalive => {}
         Event::Done => handler.peer_done(),
         Event::Close { reason, .. } => {
-            let mut w = shared.writer();
-            w.ended = true;
-            let _ = w.stream.shutdown(Shutdown::Write);
+            shared.writer().ended = true;
             return Ok(Some(reason));
         }
     }

@@ -43,11 +43,14 @@ pub struct Incoming {
     pub slot: Slot,
 }
 
-/// The right to hold the one conversation; released on drop.
+/// The right to hold the one conversation; released on drop. While it is
+/// held, the transient key generators rest (see [`TransientPool::rest`]).
 pub struct Slot(Arc<State>);
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        // Before freeing the slot, so that the next holder's rest() wins.
+        self.0.keys.resume();
         self.0.busy.store(false, Ordering::SeqCst);
     }
 }
@@ -55,6 +58,7 @@ impl Drop for Slot {
 struct State {
     busy: AtomicBool,
     pending: Mutex<Pending>,
+    keys: TransientPool,
 }
 
 /// Connections whose handshake (or refusal) is in progress.
@@ -111,7 +115,6 @@ impl Drop for PendingGuard {
 struct Context {
     identity: Arc<PrivateKey>,
     nickname: String,
-    pool: Arc<TransientPool>,
     state: Arc<State>,
     incoming: Sender<Incoming>,
     log: Log,
@@ -129,10 +132,10 @@ pub fn serve(
     let context = Arc::new(Context {
         identity,
         nickname,
-        pool: Arc::new(TransientPool::start(4)),
         state: Arc::new(State {
             busy: AtomicBool::new(false),
             pending: Mutex::new(Pending::default()),
+            keys: TransientPool::start(4),
         }),
         incoming,
         log,
@@ -195,7 +198,7 @@ fn handle(stream: TcpStream, context: &Context) {
         &context.identity,
         &context.nickname,
         || context.state.wait_until_free(BUSY_GRACE),
-        || context.pool.take(),
+        || context.state.keys.take(),
     ) {
         Ok(connected) => connected,
         Err(NetError::Protocol(ProtocolError::Refused(_))) => {
@@ -227,6 +230,7 @@ fn handle(stream: TcpStream, context: &Context) {
         );
         return;
     }
+    context.state.keys.rest();
     let slot = Slot(Arc::clone(&context.state));
     let _ = context.incoming.send(Incoming {
         connected,

@@ -1,9 +1,14 @@
-//! Transient keys made ahead of time: a background thread keeps a few fresh
+//! Transient keys made ahead of time: background threads keep a few fresh
 //! 2048-bit keys ready so that a connecting peer never waits for key
 //! generation. Each key is handed out once and lives only in memory.
+//!
+//! Generating a key takes a core for a tenth of a second or more, so while a
+//! conversation runs (and could use both cores for a transfer) the
+//! generators rest, as long as at least one key is ready: a server in a
+//! conversation refuses newcomers without spending a key, and the keys left
+//! over serve the next peers when it ends.
 
-use std::sync::Mutex;
-use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use crate::crypto::PrivateKey;
@@ -11,53 +16,137 @@ use crate::protocol::TRANSIENT_BITS;
 
 /// A supply of fresh transient keys.
 pub struct TransientPool {
-    keys: Mutex<Receiver<PrivateKey>>,
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    state: Mutex<State>,
+    /// Signalled when a key is added or taken, or resting starts or ends.
+    changed: Condvar,
+}
+
+struct State {
+    ready: Vec<PrivateKey>,
+    /// Keys being generated right now.
+    in_progress: usize,
+    /// How many keys to keep ready (counting those in progress).
+    target: usize,
+    resting: bool,
+    /// The pool is gone; the generators stop.
+    closed: bool,
+}
+
+impl State {
+    /// Whether a generator should start another key: while resting, only
+    /// if there would be none at all.
+    fn wants_key(&self) -> bool {
+        let have = self.ready.len() + self.in_progress;
+        if self.resting {
+            have == 0
+        } else {
+            have < self.target
+        }
+    }
+}
+
+impl Shared {
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 impl TransientPool {
     /// Starts one generator per core (at most four); together they keep
-    /// about `ready` keys waiting, so that a burst of connections finds keys
+    /// `ready` keys waiting, so that a burst of connections finds keys
     /// ready and a steady stream is served by every core.
     pub fn start(ready: usize) -> Self {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                ready: Vec::with_capacity(ready),
+                in_progress: 0,
+                target: ready.max(1),
+                resting: false,
+                closed: false,
+            }),
+            changed: Condvar::new(),
+        });
         let generators = thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        // Each generator holds one finished key while the queue is full.
-        let (sender, keys) = sync_channel(ready.saturating_sub(generators));
         for _ in 0..generators {
-            let sender = sender.clone();
+            let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("transient-keys".into())
-                .spawn(move || generate(sender))
+                .spawn(move || generate(&shared))
                 .expect("spawn a key generator");
         }
-        Self {
-            keys: Mutex::new(keys),
-        }
+        Self { shared }
     }
 
     /// A fresh key, waiting for one if none is ready yet.
     pub fn take(&self) -> PrivateKey {
-        self.keys
-            .lock()
-            .expect("pool lock")
-            .recv()
-            .expect("the generator runs as long as the pool")
+        let mut state = self.shared.state();
+        let key = loop {
+            if let Some(key) = state.ready.pop() {
+                break key;
+            }
+            state = self
+                .shared
+                .changed
+                .wait(state)
+                .unwrap_or_else(|p| p.into_inner());
+        };
+        self.shared.changed.notify_all();
+        key
+    }
+
+    /// Stops making keys (while at least one is ready) until
+    /// [`resume`](Self::resume).
+    pub fn rest(&self) {
+        self.shared.state().resting = true;
+    }
+
+    /// Makes keys again, up to the number asked for.
+    pub fn resume(&self) {
+        self.shared.state().resting = false;
+        self.shared.changed.notify_all();
     }
 }
 
-fn generate(sender: SyncSender<PrivateKey>) {
+impl Drop for TransientPool {
+    fn drop(&mut self) {
+        self.shared.state().closed = true;
+        self.shared.changed.notify_all();
+    }
+}
+
+fn generate(shared: &Shared) {
     let mut rng = rand::rng();
     loop {
+        {
+            let mut state = shared.state();
+            while !state.wants_key() && !state.closed {
+                state = shared
+                    .changed
+                    .wait(state)
+                    .unwrap_or_else(|p| p.into_inner());
+            }
+            if state.closed {
+                return;
+            }
+            state.in_progress += 1;
+        }
         let key =
             PrivateKey::generate(&mut rng, TRANSIENT_BITS).expect("2048 bits is a valid size");
-        if sender.send(key).is_err() {
-            return;
-        }
+        let mut state = shared.state();
+        state.in_progress -= 1;
+        state.ready.push(key);
+        shared.changed.notify_all();
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn keys_are_fresh_and_2048_bits() {
@@ -66,5 +155,31 @@ mod tests {
         let b = pool.take();
         assert_eq!(a.public().bits(), 2048);
         assert_ne!(a.public(), b.public());
+    }
+
+    #[test]
+    fn resting_keeps_one_key_ready_and_resuming_refills() {
+        let pool = TransientPool::start(2);
+        let count = |pool: &TransientPool| {
+            let state = pool.shared.state();
+            (state.ready.len(), state.in_progress)
+        };
+        let settle = |pool: &TransientPool| {
+            while count(pool).1 > 0 || count(pool).0 == 0 {
+                thread::sleep(Duration::from_millis(5));
+            }
+        };
+        settle(&pool);
+        pool.rest();
+        drop(pool.take());
+        settle(&pool);
+        drop(pool.take());
+        // Resting with no key ready: one is made.
+        settle(&pool);
+        assert_eq!(count(&pool), (1, 0), "resting keeps exactly one key");
+        pool.resume();
+        while count(&pool) != (2, 0) {
+            thread::sleep(Duration::from_millis(5));
+        }
     }
 }
