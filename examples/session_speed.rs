@@ -31,29 +31,33 @@ fn p50(mut samples: Vec<Duration>) -> Duration {
     samples[samples.len() / 2]
 }
 
-fn raw_ping_pong() -> Duration {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let port = listener.local_addr().unwrap().port();
-    thread::spawn(move || {
-        let (mut s, _) = listener.accept().unwrap();
+/// A raw TCP connection to an echo thread: the reference round trip.
+struct RawEcho(TcpStream);
+
+impl RawEcho {
+    fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        thread::spawn(move || {
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_nodelay(true).unwrap();
+            let mut buf = [0u8; 100];
+            while s.read_exact(&mut buf).is_ok() {
+                s.write_all(&buf).unwrap();
+            }
+        });
+        let s = TcpStream::connect(("127.0.0.1", port)).unwrap();
         s.set_nodelay(true).unwrap();
-        let mut buf = [0u8; 100];
-        while s.read_exact(&mut buf).is_ok() {
-            s.write_all(&buf).unwrap();
-        }
-    });
-    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
-    s.set_nodelay(true).unwrap();
-    let mut buf = [7u8; 100];
-    let samples = (0..ROUNDS)
-        .map(|_| {
-            let t = Instant::now();
-            s.write_all(&buf).unwrap();
-            s.read_exact(&mut buf).unwrap();
-            t.elapsed()
-        })
-        .collect();
-    p50(samples)
+        Self(s)
+    }
+
+    fn round_trip(&mut self) -> Duration {
+        let mut buf = [7u8; 100];
+        let t = Instant::now();
+        self.0.write_all(&buf).unwrap();
+        self.0.read_exact(&mut buf).unwrap();
+        t.elapsed()
+    }
 }
 
 /// Keeps nothing; notes when receipts arrive, as the REPL's "delivered"
@@ -126,20 +130,22 @@ fn pair() -> (Conversation, Conversation, Quiet) {
 }
 
 fn main() {
-    let raw = raw_ping_pong();
+    let mut raw = RawEcho::start();
     let (ada, _bob, receipts) = pair();
     let sender = ada.sender();
     let text = [b'x'; 100];
-    // From the send to the moment the receipt is taken in (where the REPL
-    // prints "delivered"), not to when this thread gets round to it.
-    let samples = (0..ROUNDS)
+    // Alternating, so that both see the same machine. Timed from the send
+    // to the moment the receipt is taken in (where the REPL prints
+    // "delivered"), not to when this thread gets round to it.
+    let (raw_samples, chat_samples): (Vec<_>, Vec<_>) = (0..ROUNDS)
         .map(|_| {
+            let raw = raw.round_trip();
             let t = Instant::now();
             sender.send(&text).unwrap();
-            receipts.next_receipt() - t
+            (raw, receipts.next_receipt() - t)
         })
-        .collect();
-    let chat = p50(samples);
+        .unzip();
+    let (chat, raw) = (p50(chat_samples), p50(raw_samples));
     println!(
         "latency: 100-byte round trip p50: chat {:.1} us, raw TCP {:.1} us, ratio {:.2}",
         chat.as_secs_f64() * 1e6,

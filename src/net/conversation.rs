@@ -9,6 +9,7 @@
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::RangeInclusive;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
@@ -79,6 +80,10 @@ impl Summary {
     }
 }
 
+/// Most bytes of short messages waiting for the writer thread before their
+/// sender waits too.
+const OUTBOX_LIMIT: usize = 256 * 1024;
+
 /// Emptied record buffers kept for reuse by long messages: one is enough,
 /// as the sender writes each record before it seals the next.
 const SPARE_BUFFERS: usize = 1;
@@ -88,7 +93,8 @@ const SPARE_BUFFERS: usize = 1;
 /// One thread at a time writes (`writing`). A sender writes its own records
 /// at once, so a message costs no thread switch and a long one reuses one
 /// buffer that stays in the cache (handing records to another thread to
-/// write was measured slower: the buffers travel between cores). Records
+/// write was measured slower: the buffers travel between cores), except in
+/// a burst of short messages (see [`Sender::send_from`]). Records
 /// from the reader and keep-alive threads go out at once if the socket
 /// takes them without waiting (see [`Shared::send_from_reader`]), or else
 /// wait here for the writer thread. The reader thread never blocks on the
@@ -99,6 +105,10 @@ struct Outbox {
     frames: Vec<Vec<u8>>,
     bytes: usize,
     writing: bool,
+    /// Threads waiting for the write in progress to end, or for room.
+    waiting: usize,
+    /// The writer thread is waiting for records.
+    writer_idle: bool,
     spare: Vec<Vec<u8>>,
 }
 
@@ -136,13 +146,28 @@ impl Outbox {
     }
 }
 
+/// A flag that is set once and read without taking a lock.
+#[derive(Clone, Default)]
+struct Flag(Arc<AtomicBool>);
+
+impl Flag {
+    fn get(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    fn set(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+}
+
 /// The sending side and the session's shared state, behind one lock.
 struct Writer {
     send: SendHalf,
     outbox: Outbox,
     last_write: Instant,
-    /// Set when no more records may be sealed.
-    ended: bool,
+    /// Set when no more records may be sealed (also readable, as
+    /// [`Shared::ended`], without the lock).
+    ended: Flag,
     /// The first write that failed; the conversation ends with it.
     write_error: Option<io::Error>,
     /// The writer thread has sent everything and half-closed the socket.
@@ -159,7 +184,7 @@ impl Writer {
         &mut self,
         f: impl FnOnce(&mut SendHalf, &mut Vec<u8>) -> Result<(), ProtocolError>,
     ) -> Result<(), SendError> {
-        if self.ended {
+        if self.ended.get() {
             return Err(SendError::Ended);
         }
         let mut frame = Vec::new();
@@ -183,9 +208,9 @@ impl Writer {
     /// Queues CLOSE; later records are refused. The writer thread sends
     /// what is queued and then half-closes the socket.
     fn close(&mut self, reason: CloseReason) {
-        if !self.ended {
+        if !self.ended.get() {
             let _ = self.seal(|send, buf| send.close(reason, buf));
-            self.ended = true;
+            self.ended.set();
         }
     }
 
@@ -209,6 +234,11 @@ struct Shared {
     writer: Mutex<Writer>,
     /// For writing outside the lock, and for shutting the socket down.
     socket: TcpStream,
+    /// [`Writer::ended`], for reading without the lock.
+    ended: Flag,
+    /// Threads in [`Sender::wait_acknowledged`]; receipts wake them only
+    /// when there are any.
+    ack_waiters: AtomicUsize,
     /// Signalled (with the writer lock) when records are queued or the
     /// session ends: wakes the writer thread.
     queued: Condvar,
@@ -239,7 +269,9 @@ impl Shared {
     /// progress.
     fn flush(&self, mut w: MutexGuard<'_, Writer>) -> Result<(), SendError> {
         while w.outbox.writing {
+            w.outbox.waiting += 1;
             w = self.wait(&self.changed, w);
+            w.outbox.waiting -= 1;
         }
         if w.outbox.frames.is_empty() {
             return if w.write_error.is_some() {
@@ -251,6 +283,19 @@ impl Shared {
         let (w, result) = self.write_queued(w);
         drop(w);
         result.map_err(SendError::Io)
+    }
+
+    /// Leaves what is queued to the writer thread; waits only while more
+    /// than [`OUTBOX_LIMIT`] bytes are waiting.
+    fn hand_off(&self, mut w: MutexGuard<'_, Writer>) {
+        if w.outbox.writer_idle {
+            self.queued.notify_one();
+        }
+        while w.outbox.bytes > OUTBOX_LIMIT && !w.ended.get() {
+            w.outbox.waiting += 1;
+            w = self.wait(&self.changed, w);
+            w.outbox.waiting -= 1;
+        }
     }
 
     /// Writes the records queued now, with the lock released meanwhile.
@@ -269,25 +314,35 @@ impl Shared {
         if let Err(e) = &result {
             self.write_failed(&mut w, io::Error::new(e.kind(), e.to_string()));
         }
-        self.changed.notify_all();
-        // The writer thread may be waiting for this write to end.
-        self.queued.notify_one();
+        // Wake only those with a reason to wake: a futex call per message
+        // would cost the rate of small messages a third.
+        if w.outbox.waiting > 0 {
+            self.changed.notify_all();
+        }
+        if !w.outbox.frames.is_empty() || w.ended.get() {
+            self.queued.notify_one();
+        }
         (w, result)
     }
 
     /// A write failed: the session is over, and the reader is woken to
     /// report it.
     fn write_failed(&self, w: &mut Writer, error: io::Error) {
-        w.ended = true;
+        w.ended.set();
         w.outbox.discard();
         w.write_error.get_or_insert(error);
         let _ = self.socket.shutdown(Shutdown::Both);
+        self.changed.notify_all();
+        self.queued.notify_one();
     }
 
     /// Sends what the reader thread queued (receipts, a goodbye) without
     /// ever blocking it: at once if the socket takes it all, otherwise by
     /// the writer thread.
     fn send_from_reader(&self, mut w: MutexGuard<'_, Writer>) {
+        if w.outbox.frames.is_empty() {
+            return;
+        }
         if w.outbox.writing || w.outbox.frames.len() != 1 {
             self.queued.notify_one();
             return;
@@ -336,13 +391,15 @@ fn write_loop(shared: &Shared) {
     loop {
         if !w.outbox.writing && !w.outbox.frames.is_empty() {
             w = shared.write_queued(w).0;
-        } else if w.ended && !w.outbox.writing && w.outbox.frames.is_empty() {
+        } else if w.ended.get() && !w.outbox.writing && w.outbox.frames.is_empty() {
             let _ = shared.socket.shutdown(Shutdown::Write);
             w.writer_gone = true;
             shared.changed.notify_all();
             return;
         } else {
+            w.outbox.writer_idle = true;
             w = shared.wait(&shared.queued, w);
+            w.outbox.writer_idle = false;
         }
     }
 }
@@ -380,8 +437,14 @@ impl Sender {
     /// Sends `length` bytes read from `source` as one message, in chunks,
     /// each written before the next is read; receipts and keep-alives slip
     /// in between. `progress` is called with the bytes sent so far. Returns
-    /// the message id. A short message is one write: MESSAGE_START and its
-    /// only chunk together.
+    /// the message id.
+    ///
+    /// A short message (one chunk) is one write, MESSAGE_START and chunk
+    /// together, from this thread: no thread switch on the way out. But if
+    /// the peer has not yet acknowledged an earlier message (a burst), it is
+    /// left to the writer thread, which sends everything that piled up in
+    /// one write; a failure then ends the conversation instead of being
+    /// returned here.
     pub fn send_from(
         &self,
         source: &mut dyn Read,
@@ -398,9 +461,11 @@ impl Sender {
                 .read_exact(&mut frame[HEADER_LEN..HEADER_LEN + n])
                 .map_err(SendError::Source)?;
             let mut w = self.shared.writer();
-            if w.ended {
+            if w.ended.get() {
                 return Err(SendError::Ended);
             }
+            // The peer has yet to acknowledge an earlier message: a burst.
+            let behind = w.send.last_started() > w.send.last_acknowledged();
             if id.is_none() {
                 let mut start = Vec::new();
                 match w.send.start_message(length, &mut start) {
@@ -416,7 +481,13 @@ impl Sender {
                 w.outbox.push(frame);
             }
             w.last_write = Instant::now();
-            self.shared.flush(w)?;
+            if behind && length <= self.chunk as u64 {
+                // In a burst of short messages the writer thread sends
+                // what piles up in one write, while this thread seals more.
+                self.shared.hand_off(w);
+            } else {
+                self.shared.flush(w)?;
+            }
             sent += n as u64;
             progress(sent);
             if sent == length {
@@ -466,9 +537,13 @@ impl Sender {
     /// without it (false).
     pub fn wait_acknowledged(&self, id: u64) -> bool {
         let mut w = self.shared.writer();
-        while w.send.last_acknowledged() < id && !w.ended {
+        // Counted before the check, so the reader either sees a waiter or
+        // this thread sees the receipt (both use SeqCst).
+        self.shared.ack_waiters.fetch_add(1, Ordering::SeqCst);
+        while w.send.last_acknowledged() < id && !w.ended.get() {
             w = self.shared.wait(&self.shared.changed, w);
         }
+        self.shared.ack_waiters.fetch_sub(1, Ordering::SeqCst);
         w.send.last_acknowledged() >= id
     }
 
@@ -479,7 +554,7 @@ impl Sender {
 
     /// Whether the conversation is over (no more sending possible).
     pub fn is_ended(&self) -> bool {
-        self.shared.writer().ended
+        self.shared.ended.get()
     }
 }
 
@@ -506,12 +581,13 @@ impl Conversation {
         stream.set_write_timeout(Some(super::peer_timeout()))?;
         stream.set_read_timeout(Some(super::peer_timeout()))?;
         let read_stream = stream.try_clone()?;
+        let ended = Flag::default();
         let shared = Arc::new(Shared {
             writer: Mutex::new(Writer {
                 send,
                 outbox: Outbox::default(),
                 last_write: Instant::now(),
-                ended: false,
+                ended: ended.clone(),
                 write_error: None,
                 writer_gone: false,
                 peer_done: false,
@@ -519,6 +595,8 @@ impl Conversation {
                 receipts_owed: false,
             }),
             socket: stream,
+            ended,
+            ack_waiters: AtomicUsize::new(0),
             queued: Condvar::new(),
             changed: Condvar::new(),
             over: Mutex::new(false),
@@ -609,7 +687,7 @@ fn keepalive(shared: &Shared) {
             }
         }
         let mut w = shared.writer();
-        if !w.ended && w.last_write.elapsed() >= keepalive_after() {
+        if !w.ended.get() && w.last_write.elapsed() >= keepalive_after() {
             // A failure shows up on the reader's side.
             let _ = w.seal(|send, buf| send.keepalive(buf));
             shared.queued.notify_one();
@@ -644,7 +722,7 @@ impl<H: Handler> Reader<H> {
                 )) => w.close(CloseReason::ProtocolError),
                 _ => {}
             }
-            w.ended = true;
+            w.ended.set();
             self.shared.queued.notify_one();
             // Let the writer thread send that CLOSE, but not wait on a peer
             // that does not read.
@@ -698,7 +776,7 @@ impl<H: Handler> Reader<H> {
         self.stream.set_read_timeout(Some(read_timeout))?;
         loop {
             while let Some(frame) = self.decoder.next_frame()? {
-                if self.shared.writer().ended {
+                if self.shared.ended.get() {
                     // After our CLOSE, what arrives is read and discarded
                     // until the peer hangs up (docs/PROTOCOL.md, 8.5).
                     continue;
@@ -724,7 +802,7 @@ impl<H: Handler> Reader<H> {
             }
             match self.stream.read(self.decoder.spare()) {
                 Ok(0) => {
-                    return if self.shared.writer().ended {
+                    return if self.shared.ended.get() {
                         Ok(None)
                     } else {
                         Err(NetError::Cut("before the peer said goodbye"))
@@ -733,7 +811,7 @@ impl<H: Handler> Reader<H> {
                 Ok(n) => self.decoder.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 // We already said goodbye; how the socket ends is moot.
-                Err(_) if self.shared.writer().ended => return Ok(None),
+                Err(_) if self.shared.ended.get() => return Ok(None),
                 Err(e)
                     if matches!(
                         e.kind(),
@@ -750,7 +828,7 @@ impl<H: Handler> Reader<H> {
     fn after_batch(&mut self) -> Result<(), NetError> {
         let complete = self.recv.last_complete();
         let mut w = self.shared.writer();
-        if complete > self.receipted && !w.ended {
+        if complete > self.receipted && !w.ended.get() {
             // Only a session limit can refuse this, and it ends the session.
             let _ = w.seal(|send, buf| send.receipt(complete, buf));
             self.receipted = complete;
@@ -758,7 +836,7 @@ impl<H: Handler> Reader<H> {
         w.receiving = self.recv.in_message().is_some();
         w.receipts_owed = self.receipted < complete;
         w.peer_done = self.recv.peer_done();
-        if !w.ended && w.finished() {
+        if !w.ended.get() && w.finished() {
             w.close(CloseReason::Goodbye);
         }
         self.shared.send_from_reader(w);
@@ -790,14 +868,16 @@ fn handle(
         }
         Event::Receipt { ids } => {
             handler.delivered(ids);
-            // Take the lock so that a waiter cannot miss the notification.
-            drop(shared.writer());
-            shared.changed.notify_all();
+            if shared.ack_waiters.load(Ordering::SeqCst) > 0 {
+                // Take the lock so that a waiter cannot miss the notification.
+                drop(shared.writer());
+                shared.changed.notify_all();
+            }
         }
         Event::Keepalive => {}
         Event::Done => handler.peer_done(),
         Event::Close { reason, .. } => {
-            shared.writer().ended = true;
+            shared.ended.set();
             return Ok(Some(reason));
         }
     }

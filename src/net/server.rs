@@ -197,17 +197,21 @@ fn handle(stream: TcpStream, context: &Context) {
         &mut rng,
         &context.identity,
         &context.nickname,
-        || context.state.wait_until_free(BUSY_GRACE),
+        || {
+            let free = context.state.wait_until_free(BUSY_GRACE);
+            if !free {
+                // Before the refusal goes out: the server may be gone soon after.
+                log(
+                    context,
+                    format!("refused {peer_address}: busy in a conversation"),
+                );
+            }
+            free
+        },
         || context.state.keys.take(),
     ) {
         Ok(connected) => connected,
-        Err(NetError::Protocol(ProtocolError::Refused(_))) => {
-            log(
-                context,
-                format!("refused {peer_address}: busy in a conversation"),
-            );
-            return;
-        }
+        Err(NetError::Protocol(ProtocolError::Refused(_))) => return,
         Err(e) => {
             log(
                 context,
