@@ -2,17 +2,26 @@
 //! 2048-bit keys ready so that a connecting peer never waits for key
 //! generation. Each key is handed out once and lives only in memory.
 //!
-//! Generating a key takes a core for a tenth of a second or more, so while a
-//! conversation runs (and could use both cores for a transfer) the
-//! generators rest, as long as at least one key is ready: a server in a
-//! conversation refuses newcomers without spending a key, and the keys left
-//! over serve the next peers when it ends.
+//! Generating a key takes a core for a tenth of a second or more, so it must
+//! not slow down the work the keys are for:
+//!
+//! * while a conversation runs (and could use both cores for a transfer)
+//!   the generators rest, as long as at least one key is ready: a server in
+//!   a conversation refuses newcomers without spending a key, and the keys
+//!   left over serve the next peers when it ends;
+//! * one generator, at normal priority, keeps [`URGENT`] keys ready; the
+//!   others top the pool up at the lowest priority (nice 19), yielding to
+//!   handshakes. A low-priority generator alone starved on a busy machine,
+//!   and handshakes then waited seconds for a key.
 
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread;
 
 use crate::crypto::PrivateKey;
 use crate::protocol::TRANSIENT_BITS;
+
+/// Keys the normal-priority generator keeps ready.
+pub const URGENT: usize = 2;
 
 /// A supply of fresh transient keys.
 pub struct TransientPool {
@@ -27,8 +36,10 @@ struct Shared {
 
 struct State {
     ready: Vec<PrivateKey>,
-    /// Keys being generated right now.
+    /// Keys being generated right now, and how many of them by the
+    /// normal-priority generator.
     in_progress: usize,
+    urgent_in_progress: usize,
     /// How many keys to keep ready (counting those in progress).
     target: usize,
     resting: bool,
@@ -39,10 +50,12 @@ struct State {
 impl State {
     /// Whether a generator should start another key: while resting, only
     /// if there would be none at all.
-    fn wants_key(&self) -> bool {
+    fn wants_key(&self, urgent: bool) -> bool {
         let have = self.ready.len() + self.in_progress;
         if self.resting {
             have == 0
+        } else if urgent {
+            self.ready.len() + self.urgent_in_progress < URGENT.min(self.target)
         } else {
             have < self.target
         }
@@ -58,12 +71,14 @@ impl Shared {
 impl TransientPool {
     /// Starts one generator per core (at most four); together they keep
     /// `ready` keys waiting, so that a burst of connections finds keys
-    /// ready and a steady stream is served by every core.
+    /// ready and a steady stream is served by every core. The first
+    /// generator runs at normal priority, the others at the lowest.
     pub fn start(ready: usize) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
                 ready: Vec::with_capacity(ready),
                 in_progress: 0,
+                urgent_in_progress: 0,
                 target: ready.max(1),
                 resting: false,
                 closed: false,
@@ -71,11 +86,11 @@ impl TransientPool {
             changed: Condvar::new(),
         });
         let generators = thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        for _ in 0..generators {
+        for n in 0..generators.max(2) {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("transient-keys".into())
-                .spawn(move || generate(&shared))
+                .spawn(move || generate(&shared, n == 0))
                 .expect("spawn a key generator");
         }
         Self { shared }
@@ -118,12 +133,15 @@ impl Drop for TransientPool {
     }
 }
 
-fn generate(shared: &Shared) {
+fn generate(shared: &Shared, urgent: bool) {
+    if !urgent {
+        lower_priority();
+    }
     let mut rng = rand::rng();
     loop {
         {
             let mut state = shared.state();
-            while !state.wants_key() && !state.closed {
+            while !state.wants_key(urgent) && !state.closed {
                 state = shared
                     .changed
                     .wait(state)
@@ -133,13 +151,27 @@ fn generate(shared: &Shared) {
                 return;
             }
             state.in_progress += 1;
+            state.urgent_in_progress += usize::from(urgent);
         }
         let key =
             PrivateKey::generate(&mut rng, TRANSIENT_BITS).expect("2048 bits is a valid size");
         let mut state = shared.state();
         state.in_progress -= 1;
+        state.urgent_in_progress -= usize::from(urgent);
         state.ready.push(key);
         shared.changed.notify_all();
+    }
+}
+
+/// Lets this thread yield to handshakes and conversations (Linux gives each
+/// thread its own niceness). Elsewhere the thread keeps normal priority.
+fn lower_priority() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: gettid and setpriority only read their arguments; a failure
+    // leaves the priority as it was, which is harmless.
+    unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, 19);
     }
 }
 
