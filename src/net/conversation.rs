@@ -209,7 +209,10 @@ impl Writer {
     /// what is queued and then half-closes the socket.
     fn close(&mut self, reason: CloseReason) {
         if !self.ended.get() {
-            let _ = self.seal(|send, buf| send.close(reason, buf));
+            let mut frame = Vec::new();
+            if self.send.close(reason, &mut frame).is_ok() {
+                self.outbox.push(frame);
+            }
             self.ended.set();
         }
     }
