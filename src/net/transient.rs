@@ -48,16 +48,17 @@ struct State {
 }
 
 impl State {
-    /// Whether a generator should start another key: while resting, only
-    /// if there would be none at all.
+    /// Whether a generator should start another key. The normal-priority
+    /// (`urgent`) one counts only its own keys in progress, so that a
+    /// starved low-priority generator never holds it back.
     fn wants_key(&self, urgent: bool) -> bool {
-        let have = self.ready.len() + self.in_progress;
-        if self.resting {
-            have == 0
-        } else if urgent {
-            self.ready.len() + self.urgent_in_progress < URGENT.min(self.target)
-        } else {
-            have < self.target
+        let ready = self.ready.len();
+        match (self.resting, urgent) {
+            // Resting: one key if there would be none at all.
+            (true, true) => ready + self.urgent_in_progress == 0,
+            (true, false) => false,
+            (false, true) => ready + self.urgent_in_progress < URGENT.min(self.target),
+            (false, false) => ready + self.in_progress < self.target,
         }
     }
 }
@@ -178,7 +179,6 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn keys_are_fresh_and_2048_bits() {
@@ -189,29 +189,54 @@ mod tests {
         assert_ne!(a.public(), b.public());
     }
 
-    #[test]
-    fn resting_keeps_one_key_ready_and_resuming_refills() {
-        let pool = TransientPool::start(2);
-        let count = |pool: &TransientPool| {
-            let state = pool.shared.state();
-            (state.ready.len(), state.in_progress)
-        };
-        let settle = |pool: &TransientPool| {
-            while count(pool).1 > 0 || count(pool).0 == 0 {
-                thread::sleep(Duration::from_millis(5));
-            }
-        };
-        settle(&pool);
-        pool.rest();
-        drop(pool.take());
-        settle(&pool);
-        drop(pool.take());
-        // Resting with no key ready: one is made.
-        settle(&pool);
-        assert_eq!(count(&pool), (1, 0), "resting keeps exactly one key");
-        pool.resume();
-        while count(&pool) != (2, 0) {
-            thread::sleep(Duration::from_millis(5));
+    /// A pool state with `ready` keys and keys in progress (`urgent` of
+    /// them by the normal-priority generator), aiming at four.
+    fn state(ready: usize, in_progress: usize, urgent: usize, resting: bool) -> State {
+        State {
+            ready: (0..ready)
+                .map(|_| crate::crypto::test_keys::transient())
+                .collect(),
+            in_progress,
+            urgent_in_progress: urgent,
+            target: 4,
+            resting,
+            closed: false,
         }
+    }
+
+    #[test]
+    fn who_makes_a_key_when() {
+        let (urgent, background) = (true, false);
+        // The normal-priority generator keeps two keys ready and no more.
+        assert!(state(0, 0, 0, false).wants_key(urgent));
+        assert!(state(1, 0, 0, false).wants_key(urgent));
+        assert!(!state(1, 1, 1, false).wants_key(urgent));
+        assert!(!state(2, 0, 0, false).wants_key(urgent));
+        // A starved background key does not hold the urgent one back.
+        assert!(state(1, 1, 0, false).wants_key(urgent));
+        // The low-priority ones top up to the target, counting keys in
+        // progress.
+        assert!(state(2, 0, 0, false).wants_key(background));
+        assert!(!state(3, 1, 0, false).wants_key(background));
+        assert!(!state(4, 0, 0, false).wants_key(background));
+        // Resting: only the normal-priority generator, and only when no key
+        // is ready or coming from it.
+        assert!(!state(1, 0, 0, true).wants_key(urgent));
+        assert!(!state(0, 1, 1, true).wants_key(urgent));
+        assert!(state(0, 1, 0, true).wants_key(urgent));
+        assert!(state(0, 0, 0, true).wants_key(urgent));
+        assert!(!state(0, 0, 0, true).wants_key(background));
+    }
+
+    #[test]
+    fn a_resting_pool_still_hands_out_keys() {
+        let pool = TransientPool::start(2);
+        pool.rest();
+        // More keys than were ready: resting makes one whenever none is.
+        for _ in 0..3 {
+            assert_eq!(pool.take().public().bits(), 2048);
+        }
+        pool.resume();
+        drop(pool.take());
     }
 }
