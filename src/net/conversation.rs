@@ -1,7 +1,7 @@
 //! An established session over a socket: a reader thread that authenticates
 //! records and hands events to a [`Handler`], a [`Sender`] that any thread can
 //! use to send messages, a writer thread for what the others leave queued
-//! (see [`Outbox`]), and a keep-alive timer (`docs/PROTOCOL.md`, section 8).
+//! (see `Outbox`), and a keep-alive timer (`docs/PROTOCOL.md`, section 8).
 //!
 //! The reader acknowledges each message once its handler has taken the last
 //! byte, coalescing receipts when several messages arrive together. When both
