@@ -1,16 +1,20 @@
-//! The conversation engine in process, over loopback: two sides that send
-//! long messages to each other at the same time, faster than either takes
-//! them in, both finish. A side's reader never waits on its own socket
-//! writes, so neither stops reading while the other waits for it.
+//! The conversation engine in process, over loopback:
+//!
+//! * two sides that send long messages to each other at the same time,
+//!   faster than either takes them in, both finish: a side's reader never
+//!   waits on its own socket writes, so neither stops reading while the
+//!   other waits for it;
+//! * two sides that say DONE at the same moment both finish at once: each
+//!   sends CLOSE and half-closes, however the two goodbyes cross.
 
 use std::io::{self, Read};
 use std::net::{TcpListener, TcpStream};
-use std::sync::mpsc;
+use std::sync::{Arc, Barrier, mpsc};
 use std::thread;
 use std::time::Duration;
 
 use chat::crypto::PrivateKey;
-use chat::net::conversation::{Conversation, Handler, Summary};
+use chat::net::conversation::{Conversation, Ending, Handler, Summary};
 use chat::net::{Connected, Decision};
 use sha2::{Digest, Sha256};
 
@@ -129,5 +133,47 @@ fn both_sides_send_long_messages_at_once_and_both_arrive() {
     assert_eq!((bytes, digest), (LENGTH, expected(2)));
     for sender in senders {
         sender.join().unwrap();
+    }
+}
+
+/// Keeps nothing.
+struct Ignore;
+
+impl Handler for Ignore {
+    fn message_data(&mut self, _id: u64, _data: &[u8]) -> io::Result<()> {
+        Ok(())
+    }
+    fn message_end(&mut self, _id: u64) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn both_sides_saying_done_at_once_finish_at_once() {
+    // The crossing that once left both sides waiting for the peer timeout
+    // happened in a few rounds in a hundred.
+    for round in 0..100 {
+        let (ada, bob) = pair();
+        let ada = Conversation::over(ada, u64::MAX, Ignore).unwrap();
+        let bob = Conversation::over(bob, u64::MAX, Ignore).unwrap();
+        let barrier = Arc::new(Barrier::new(2));
+        let (finished, endings) = mpsc::channel();
+        for side in [ada, bob] {
+            let (barrier, finished) = (Arc::clone(&barrier), finished.clone());
+            thread::spawn(move || {
+                barrier.wait();
+                side.sender().done().unwrap();
+                let _ = finished.send(side.wait().ending);
+            });
+        }
+        for _ in 0..2 {
+            let ending = endings
+                .recv_timeout(Duration::from_secs(5))
+                .unwrap_or_else(|_| panic!("round {round}: a side did not finish"));
+            assert!(
+                matches!(ending, Ending::Finished),
+                "round {round}: {ending:?}"
+            );
+        }
     }
 }

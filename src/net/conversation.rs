@@ -110,6 +110,8 @@ struct Outbox {
     waiting: usize,
     /// The writer thread is waiting for records.
     writer_idle: bool,
+    /// The first queued record is the rest of one partly sent already.
+    front_started: bool,
     spare: Vec<Vec<u8>>,
 }
 
@@ -121,12 +123,20 @@ impl Outbox {
 
     fn take(&mut self) -> Vec<Vec<u8>> {
         self.bytes = 0;
+        self.front_started = false;
         std::mem::take(&mut self.frames)
     }
 
-    /// Drops what was not sent (the session is over).
+    /// Drops what was not sent (the session is over), except the rest of
+    /// a record already partly on the wire: a goodbye queued after it must
+    /// still arrive whole.
     fn discard(&mut self) {
-        self.take();
+        if self.front_started {
+            self.frames.truncate(1);
+            self.bytes = self.frames[0].len();
+        } else {
+            self.take();
+        }
     }
 
     /// A buffer for a record of `len` bytes, reused when possible.
@@ -333,7 +343,8 @@ impl Shared {
     /// report it.
     fn write_failed(&self, w: &mut Writer, error: io::Error) {
         w.ended.set();
-        w.outbox.discard();
+        // Nothing more can be written.
+        w.outbox.take();
         w.write_error.get_or_insert(error);
         let _ = self.socket.shutdown(Shutdown::Both);
         self.changed.notify_all();
@@ -355,10 +366,15 @@ impl Shared {
         match socket2::SockRef::from(&self.socket).send_with_flags(&w.outbox.frames[0], flags) {
             Ok(n) if n == w.outbox.bytes => {
                 w.outbox.take();
+                if w.ended.get() {
+                    // That was our CLOSE: the writer thread half-closes.
+                    self.queued.notify_one();
+                }
             }
             Ok(n) => {
                 w.outbox.frames[0].drain(..n);
                 w.outbox.bytes -= n;
+                w.outbox.front_started = true;
                 self.queued.notify_one();
             }
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => self.queued.notify_one(),
