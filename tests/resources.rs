@@ -8,32 +8,29 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::Stdio;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chat::crypto::PrivateKey;
 use chat::net::{Connected, Decision};
-use common::{Running, TestHome, fingerprint_of, fixture_key, secs};
+use common::{Running, TestHome, fingerprint_of, fixture_key, secs, serve_command};
 
 /// Timeouts short enough to watch them act (the defaults are 10 s and 60 s).
 const SHORT_TIMEOUTS: [(&str, &str); 2] =
     [("CHAT_HANDSHAKE_TIMEOUT", "2"), ("CHAT_PEER_TIMEOUT", "3")];
 
-fn server(home: &TestHome, extra: &[&str]) -> Running {
-    let mut command = home.chat();
+/// `chat serve --accept-new` with short timeouts and no input.
+fn server_command(home: &TestHome, extra: &[&str]) -> Command {
+    let mut command = serve_command(home, &["--accept-new"]);
     command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--accept-new",
-            "--name",
-            "bob",
-        ])
         .args(extra)
         .envs(SHORT_TIMEOUTS)
         .stdin(Stdio::null());
-    Running::spawn(command)
+    command
+}
+
+fn server(home: &TestHome, extra: &[&str]) -> Running {
+    Running::spawn(server_command(home, extra))
 }
 
 /// A field of `/proc/PID/status`, in kB (VmHWM: peak resident memory).
@@ -240,21 +237,8 @@ fn a_huge_message_that_stops_is_cut_off_with_memory_bounded() {
         &["--max-message", "200G", "--json"][..],
     ] {
         let bob = TestHome::with_identity("initiator");
-        let mut command = bob.chat();
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--accept-new",
-                "--name",
-                "bob",
-            ])
-            .args(mode)
-            .envs(SHORT_TIMEOUTS)
-            .stdin(Stdio::null());
         // What it prints goes nowhere; the test watches memory and stderr.
-        let server = Running::spawn_discarding_stdout(command);
+        let server = Running::spawn_discarding_stdout(server_command(&bob, mode));
         let mut connected = handshake(server.port(), &initiator_key());
         let send = connected.established.session.send();
         let mut out = Vec::new();

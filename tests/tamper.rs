@@ -17,7 +17,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use common::mitm::{Proxy, Recording, Rule, Way};
-use common::{Outcome, Running, TestHome, fingerprint_of, secs};
+use common::{Outcome, Running, TestHome, fingerprint_of, secs, serve_command};
 
 const MESSAGE: &str = "Meet at the usual place at nine.";
 
@@ -41,19 +41,8 @@ struct Bench {
 impl Bench {
     fn new() -> Self {
         let server_home = TestHome::with_identity("initiator");
-        let mut command = server_home.chat();
-        command
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--accept-new",
-                "--json",
-                "--name",
-                "bob",
-            ])
-            .envs(SHORT_TIMEOUTS)
-            .stdin(Stdio::null());
+        let mut command = serve_command(&server_home, &["--accept-new", "--json"]);
+        command.envs(SHORT_TIMEOUTS).stdin(Stdio::null());
         let server = Running::spawn(command);
         let proxy = Proxy::start(server.port());
         let client = TestHome::with_identity("transient");

@@ -329,20 +329,20 @@ impl Drop for Running {
     }
 }
 
-/// `chat serve --once` on a free loopback port, with `extra` arguments.
-pub fn serve(home: &TestHome, extra: &[&str], stdin: Stdio) -> Running {
+/// `chat serve` as "bob" on a free loopback port, with `extra` arguments;
+/// the caller sets its environment and input and starts it.
+pub fn serve_command(home: &TestHome, extra: &[&str]) -> Command {
     let mut command = home.chat();
     command
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--once",
-            "--name",
-            "bob",
-        ])
-        .args(extra)
-        .stdin(stdin);
+        .args(["serve", "--listen", "127.0.0.1:0", "--name", "bob"])
+        .args(extra);
+    command
+}
+
+/// `chat serve --once` on a free loopback port, with `extra` arguments.
+pub fn serve(home: &TestHome, extra: &[&str], stdin: Stdio) -> Running {
+    let mut command = serve_command(home, &["--once"]);
+    command.args(extra).stdin(stdin);
     Running::spawn(command)
 }
 
