@@ -16,7 +16,6 @@ pub mod home;
 pub mod identity;
 pub mod net;
 pub mod protocol;
-pub mod repl;
 pub mod sanitize;
 pub mod session;
 pub mod trust;

@@ -108,7 +108,7 @@ struct ReplCommands<'a> {
     view: Arc<Mutex<PeerView>>,
 }
 
-impl crate::repl::Commands for ReplCommands<'_> {
+impl super::repl::Commands for ReplCommands<'_> {
     fn fingerprint(&self) -> Vec<String> {
         fingerprint_lines(&self.view.lock().expect("peer view"), self.me)
     }
@@ -137,7 +137,7 @@ fn converse(
         me,
         view: Arc::clone(&view),
     };
-    let summary = crate::repl::run(connected, view, max_message, &commands, intro)
+    let summary = super::repl::run(connected, view, max_message, &commands, intro)
         .map_err(Error::io("running the conversation on the terminal"))?;
     conclude(&summary)
 }

@@ -5,6 +5,7 @@ mod keys;
 pub mod output;
 mod peers;
 pub mod progress;
+mod repl;
 pub mod trust_policy;
 
 use std::io::{self, IsTerminal, Write};

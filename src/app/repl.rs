@@ -19,9 +19,9 @@ use rustyline::error::ReadlineError;
 use rustyline::history::DefaultHistory;
 use rustyline::{Editor, ExternalPrinter};
 
-use crate::app::output::{Notice, notify};
-use crate::app::progress::Progress;
-use crate::app::trust_policy::PeerView;
+use super::output::{Notice, notify};
+use super::progress::Progress;
+use super::trust_policy::PeerView;
 use crate::net::Connected;
 use crate::net::conversation::{Conversation, Ending, Handler, Sender, Summary};
 use crate::protocol::CloseReason;
