@@ -1,11 +1,15 @@
 //! What each command does: the edge where the pure core meets files and the terminal.
 
-mod chat;
+mod batch;
+mod connect;
 mod keys;
 pub mod output;
+mod peer;
 mod peers;
 pub mod progress;
 mod repl;
+mod send;
+mod serve;
 pub mod trust_policy;
 
 use std::io::{self, IsTerminal, Write};
@@ -25,9 +29,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Init(args) => keys::init(&context, args),
         Command::Fingerprint(args) => keys::fingerprint(&context, args),
         Command::Peers(command) => peers::run(&context, command),
-        Command::Serve(args) => chat::serve(&context, args),
-        Command::Connect(args) => chat::connect(&context, args),
-        Command::Send(args) => chat::send(&context, args),
+        Command::Serve(args) => serve::serve(&context, args),
+        Command::Connect(args) => connect::connect(&context, args),
+        Command::Send(args) => send::send(&context, args),
     }
 }
 

@@ -1,0 +1,185 @@
+//! A conversation without a terminal: lines of standard input are messages,
+//! received messages go to standard output.
+
+use std::io::{self, BufRead};
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::Context;
+use super::output::{self, Notice, OutputHandler, json_event, notify};
+use super::peer::{Me, conclude, describe_peer, fingerprint_lines, trust_peer};
+use super::trust_policy::{PeerView, Standing};
+use crate::cli::CommonArgs;
+use crate::crypto::SafetyNumber;
+use crate::error::Error;
+use crate::home::Home;
+use crate::net::Connected;
+use crate::net::conversation::{Conversation, Sender};
+use crate::protocol::CloseReason;
+use crate::sanitize;
+
+/// A conversation without a terminal: each line of standard input is a
+/// message (a line starting with `/` is a command); received messages go to
+/// standard output. End of input means "nothing more to send": we wait for
+/// the receipts and for the peer to finish.
+pub(super) fn batch(
+    context: &Context,
+    me: &Me,
+    connected: Connected,
+    view: Arc<Mutex<PeerView>>,
+    common: &CommonArgs,
+    address: Option<String>,
+) -> Result<(), Error> {
+    let notice = output::stderr_notice();
+    announce(
+        &view,
+        me,
+        common.json,
+        &notice,
+        address.as_deref(),
+        address.is_none(),
+    );
+    let handler = OutputHandler::new(Arc::clone(&view), common.json, notice.clone());
+    let conversation = Conversation::over(connected, common.max_message, handler)
+        .map_err(Error::io("starting the conversation"))?;
+    let sender = conversation.sender();
+    {
+        let view = Arc::clone(&view);
+        let home = context.home.clone();
+        let json = common.json;
+        let me = Me {
+            identity: Arc::clone(&me.identity),
+            nickname: me.nickname.clone(),
+        };
+        let notice = notice.clone();
+        std::thread::spawn(move || read_commands(&sender, &view, &home, &me, json, &notice));
+    }
+    let summary = conversation.wait();
+    conclude(&summary)
+}
+
+/// Prints who the peer is, as text or as a JSON `connected` event.
+pub(super) fn announce(
+    view: &Arc<Mutex<PeerView>>,
+    me: &Me,
+    json: bool,
+    notice: &Notice,
+    address: Option<&str>,
+    initiator: bool,
+) {
+    let view = view.lock().expect("peer view");
+    if json {
+        json_event(json!({
+            "event": "connected",
+            "role": if initiator { "initiator" } else { "responder" },
+            "address": address.map(str::to_string).or_else(|| view.address.as_ref().map(ToString::to_string)),
+            "peer": {
+                "nickname": view.nickname,
+                "fingerprint": view.key.fingerprint().to_string(),
+                "name": match &view.standing { Standing::Verified(name) => Some(name.clone()), Standing::Unverified => None },
+                "trust": match (&view.standing, view.pinned_now) {
+                    (Standing::Verified(_), true) => "pinned_now",
+                    (Standing::Verified(_), false) => "verified",
+                    (Standing::Unverified, _) => "unverified",
+                },
+            },
+            "safety_number": SafetyNumber::new(me.identity.public(), &view.key).to_string(),
+        }));
+    }
+    let address = address
+        .map(str::to_string)
+        .or_else(|| view.address.as_ref().map(ToString::to_string));
+    for line in describe_peer(&view, address.as_deref()) {
+        notify(notice, line);
+    }
+}
+
+/// The stdin loop of [`batch`].
+fn read_commands(
+    sender: &Sender,
+    view: &Arc<Mutex<PeerView>>,
+    home: &Home,
+    me: &Me,
+    json: bool,
+    notice: &Notice,
+) {
+    let stdin = io::stdin();
+    let mut lines = stdin.lock();
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        match lines.read_until(b'\n', &mut line) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) => {
+                notify(notice, format!("chat: reading standard input failed: {e}"));
+                break;
+            }
+        }
+        if line.last() == Some(&b'\n') {
+            line.pop();
+            if line.last() == Some(&b'\r') {
+                line.pop();
+            }
+        }
+        let text = match line.strip_prefix(b"/") {
+            Some(rest) if rest.starts_with(b"/") => rest,
+            Some(command) => {
+                let command = String::from_utf8_lossy(command).into_owned();
+                let (word, argument) = match command.split_once(' ') {
+                    Some((word, argument)) => (word.to_string(), Some(argument.trim().to_string())),
+                    None => (command.clone(), None),
+                };
+                match word.as_str() {
+                    "quit" => {
+                        sender.close(CloseReason::Goodbye);
+                        return;
+                    }
+                    "fingerprint" => {
+                        let v = view.lock().expect("peer view").clone();
+                        for l in fingerprint_lines(&v, me) {
+                            notify(notice, l);
+                        }
+                    }
+                    "trust" => {
+                        match trust_peer(home, view, argument.as_deref().filter(|a| !a.is_empty()))
+                        {
+                            Ok(line) => {
+                                if json {
+                                    let name = view.lock().expect("peer view").label();
+                                    json_event(json!({"event": "trusted", "name": name}));
+                                }
+                                notify(notice, line)
+                            }
+                            Err(e) => notify(notice, format!("chat: {e}")),
+                        }
+                    }
+                    other => notify(
+                        notice,
+                        format!(
+                            "chat: unknown command /{}; use //text to send a line that starts with /",
+                            sanitize::one_line(other)
+                        ),
+                    ),
+                }
+                continue;
+            }
+            None => &line[..],
+        };
+        match sender.send(text) {
+            Ok(id) => {
+                if json {
+                    json_event(json!({"event": "sent", "id": id}));
+                }
+            }
+            Err(e) => {
+                notify(notice, format!("chat: {e}"));
+                return;
+            }
+        }
+    }
+    // End of input: nothing more to send. The conversation finishes when
+    // the peer is done too and everything is acknowledged.
+    let _ = sender.done();
+}

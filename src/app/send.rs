@@ -1,0 +1,106 @@
+//! `chat send`: one message, then wait for its receipt.
+
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Seek};
+use std::os::fd::AsFd;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use super::Context;
+use super::batch::announce;
+use super::connect::dial;
+use super::output::{self, OutputHandler, json_event};
+use super::peer::conclude;
+use crate::cli::SendArgs;
+use crate::error::Error;
+use crate::net::conversation::Conversation;
+use crate::protocol::CloseReason;
+
+/// `chat send`: one message from a file or standard input; exits 0 only if
+/// its receipt arrives.
+pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
+    let (mut source, length) = open_source(args)?;
+    let (me, created) = context.me(&args.common)?;
+    if let Some(line) = created {
+        eprintln!("{line}");
+    }
+    let (connected, view) = dial(context, &me, &args.address, &args.common, false)?;
+    let view = Arc::new(Mutex::new(view));
+    let notice = output::stderr_notice();
+    if args.common.json {
+        announce(&view, &me, true, &notice, None, true);
+    }
+    let handler = OutputHandler::new(Arc::clone(&view), args.common.json, notice);
+    let conversation = Conversation::over(connected, args.common.max_message, handler)
+        .map_err(Error::io("starting the conversation"))?;
+    let sender = conversation.sender();
+    let mut progress = super::progress::Progress::new(length);
+    let sent = sender.send_from(&mut *source, length, &mut |done| progress.update(done));
+    progress.finish();
+    match sent {
+        Ok(id) => {
+            if args.common.json {
+                json_event(json!({"event": "sent", "id": id}));
+            }
+            if sender.wait_acknowledged(id) {
+                let name = view.lock().expect("peer view").label();
+                eprintln!("Delivered to {name}.");
+            }
+            sender.close(CloseReason::Goodbye);
+        }
+        Err(crate::net::conversation::SendError::Source(e)) => {
+            sender.close(CloseReason::Goodbye);
+            conversation.wait();
+            return Err(Error::io("reading the message")(e));
+        }
+        Err(_) => {}
+    }
+    let summary = conversation.wait();
+    conclude(&summary)
+}
+
+/// The message for `chat send`: the file, or standard input. A regular file
+/// (also as redirected standard input) is streamed; a pipe is read whole
+/// first, because a message announces its length before its text.
+fn open_source(args: &SendArgs) -> Result<(Box<dyn Read + Send>, u64), Error> {
+    if let Some(path) = &args.file {
+        let file =
+            File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
+        let metadata = file
+            .metadata()
+            .map_err(Error::io(format!("cannot read {}", path.display())))?;
+        if !metadata.is_file() {
+            return Err(Error::Input(format!(
+                "{} is not a regular file",
+                path.display()
+            )));
+        }
+        return Ok((Box::new(file), metadata.len()));
+    }
+    let stdin = io::stdin();
+    let mut file = stdin
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(Error::io("reading standard input"))?;
+    let regular = file.metadata().map(|m| m.is_file()).unwrap_or(false);
+    if regular {
+        let size = file
+            .metadata()
+            .map_err(Error::io("reading standard input"))?
+            .len();
+        let position = file
+            .stream_position()
+            .map_err(Error::io("reading standard input"))?;
+        return Ok((Box::new(file), size.saturating_sub(position)));
+    }
+    if io::stdin().is_terminal() {
+        eprintln!("Type the message, then Ctrl-D on a line of its own to send it.");
+    }
+    let mut text = Vec::new();
+    file.read_to_end(&mut text)
+        .map_err(Error::io("reading standard input"))?;
+    let length = text.len() as u64;
+    Ok((Box::new(io::Cursor::new(text)), length))
+}
