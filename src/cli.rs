@@ -20,6 +20,10 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "FILE")]
     pub passphrase_file: Option<PathBuf>,
 
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always or never
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorChoice,
+
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -41,6 +45,24 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Send standard input (or a file) as one message, wait for its receipt, and exit
     Send(SendArgs),
+    /// Print a shell completion script (e.g. `chat completions bash > ~/.local/share/bash-completion/completions/chat`)
+    Completions {
+        /// The shell to complete for
+        shell: clap_complete::Shell,
+    },
+    /// Print the manual page in roff (e.g. `chat man > ~/.local/share/man/man1/chat.1`)
+    Man,
+}
+
+/// `--color`: when to use colour.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless the NO_COLOR environment variable is set and not empty
+    Auto,
+    /// Always, even into a pipe
+    Always,
+    /// Never
+    Never,
 }
 
 /// Options shared by `serve`, `connect` and `send`.

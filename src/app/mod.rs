@@ -10,6 +10,8 @@ pub mod progress;
 mod repl;
 mod send;
 mod serve;
+mod shell;
+pub mod style;
 pub mod trust_policy;
 
 use std::io::{self, IsTerminal, Write};
@@ -23,6 +25,12 @@ use crate::identity::{self, IdentityError};
 
 /// Runs one command.
 pub fn run(cli: Cli) -> Result<(), Error> {
+    style::init(cli.color);
+    match &cli.command {
+        Command::Completions { shell } => return shell::completions(*shell),
+        Command::Man => return shell::man(),
+        _ => {}
+    }
     let home = Home::locate(cli.home.clone())?;
     let context = Context { home, cli: &cli };
     match &cli.command {
@@ -32,6 +40,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve(args) => serve::serve(&context, args),
         Command::Connect(args) => connect::connect(&context, args),
         Command::Send(args) => send::send(&context, args),
+        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
     }
 }
 
