@@ -136,6 +136,43 @@ fn send_reads_standard_input_from_a_pipe() {
     assert_eq!(received.stdout, "several\nlines\nas one message\n");
 }
 
+/// `chat send` says DONE after its message (docs/PROTOCOL.md, 8.4): a
+/// receiver that has nothing to send either sees the peer done and the
+/// conversation finished, not merely closed.
+#[test]
+fn send_says_done_after_its_message() {
+    let bob = TestHome::with_identity("responder");
+    let ada = TestHome::with_identity("initiator");
+    let server = serve(&bob, &["--accept-new", "--json"], Stdio::null());
+    let target = address(&server);
+    let mut command = ada.chat();
+    command
+        .args(["send", &target, "--accept-new", "--json"])
+        .stdin(Stdio::piped());
+    let mut sender = Running::spawn(command);
+    sender.stdin().write_all(b"done after this").unwrap();
+    let sent = sender.finish(secs(20));
+    sent.ok();
+    let received = server.finish(secs(20));
+    assert_eq!(received.code, Some(0), "{received:#?}");
+    let events: Vec<serde_json::Value> = received
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let kinds: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["connected", "message", "peer_done", "closed"],
+        "{received:#?}"
+    );
+    assert_eq!(events[1]["text"], "done after this");
+    assert_eq!(events[3]["how"], "finished", "{received:#?}");
+}
+
 #[test]
 fn first_contact_with_accept_new_pins_both_sides_and_the_next_session_is_verified() {
     let bob = TestHome::with_identity("responder");

@@ -169,62 +169,85 @@ impl Bench {
     }
 }
 
-/// Whether tampering only touched what the client no longer reads: bytes
-/// toward it after the receipt that completed its task (a side that has
-/// said goodbye discards what still arrives), or records after the
-/// client's CLOSE.
+/// Whether the tampering changed nothing that either side still needed, so
+/// that neither has to notice it. Each side's task ends at a point in the
+/// stream it receives:
+///
+/// * the client's with the receipt: it then says goodbye, and a side that
+///   has said goodbye discards what still arrives (docs/PROTOCOL.md, 8.5);
+/// * the server's with the client's DONE: it has then received everything
+///   and acknowledged it, and it has said DONE itself, so it closes
+///   (8.4), and the client's KEEPALIVEs or CLOSE that follow may arrive
+///   before or after its own CLOSE.
+///
+/// A rule counts as after the end if the first byte it changes comes after
+/// that point of its direction, or if it never applied (the connection
+/// carried fewer bytes or frames than the honest one it was made from).
 fn after_the_end(rule: &Rule, recording: &Recording) -> bool {
-    let receipt_end = || {
-        let mut end = 0;
-        for frame in &recording.to_client {
-            end += frame.len();
-            if frame[4] == 0x13 {
-                return end;
-            }
-        }
-        usize::MAX
+    let Some((way, position)) = first_change(rule, recording) else {
+        return false;
     };
-    match *rule {
-        Rule::Flip {
-            way: Way::ToClient,
-            offset,
-            ..
+    let frames = match way {
+        Way::ToServer => &recording.to_server,
+        Way::ToClient => &recording.to_client,
+    };
+    // DONE ends the server's task; the receipt, the client's.
+    let last_needed = match way {
+        Way::ToServer => 0x16,
+        Way::ToClient => 0x13,
+    };
+    let mut end = 0;
+    for frame in frames {
+        end += frame.len();
+        if frame[4] == last_needed {
+            return position >= end;
         }
-        | Rule::Cut {
-            way: Way::ToClient,
-            offset,
-        } => offset >= receipt_end(),
-        Rule::Length {
-            way: Way::ToClient,
-            frame,
-            ..
-        } => recording.to_client[..frame].iter().any(|f| f[4] == 0x13),
-        Rule::Duplicate {
-            way: Way::ToServer,
-            frame,
-        } => frame + 1 == recording.to_server.len(),
-        Rule::Duplicate {
-            way: Way::ToClient,
-            frame,
-        }
-        | Rule::Swap {
-            way: Way::ToClient,
-            frame,
-        }
-        | Rule::Drop {
-            way: Way::ToClient,
-            frame,
-        } => {
-            recording.to_client[..frame].iter().any(|f| f[4] == 0x13)
-                || (!matches!(rule, Rule::Drop { .. }) && recording.to_client[frame][4] == 0x13)
-        }
-        Rule::Inject {
-            way: Way::ToClient,
-            frame,
-            ..
-        } => recording.to_client[..frame].iter().any(|f| f[4] == 0x13),
-        _ => false,
     }
+    // Not even the last needed frame came through: the rule changed bytes
+    // before it, unless it changed nothing at all.
+    position >= end
+}
+
+/// The direction and stream offset of the first byte a rule changes, as
+/// the recording of its connection (what each side sent) lays it out.
+/// A rule aimed past the end of what was sent never applies: `usize::MAX`.
+fn first_change(rule: &Rule, recording: &Recording) -> Option<(Way, usize)> {
+    let frames = |way| match way {
+        Way::ToServer => &recording.to_server,
+        Way::ToClient => &recording.to_client,
+    };
+    let total = |way| frames(way).iter().map(Vec::len).sum::<usize>();
+    let frame_start = |way, frame: usize| {
+        let frames = frames(way);
+        if frame < frames.len() {
+            frames[..frame].iter().map(Vec::len).sum()
+        } else {
+            usize::MAX
+        }
+    };
+    Some(match *rule {
+        Rule::Pass => return None,
+        Rule::Flip { way, offset, .. } | Rule::Cut { way, offset } => (
+            way,
+            if offset < total(way) {
+                offset
+            } else {
+                usize::MAX
+            },
+        ),
+        Rule::Duplicate { way, frame } => {
+            // The copy goes after the original.
+            let next = frame_start(way, frame);
+            (
+                way,
+                next.saturating_add(frames(way).get(frame).map_or(0, Vec::len)),
+            )
+        }
+        Rule::Drop { way, frame }
+        | Rule::Swap { way, frame }
+        | Rule::Inject { way, frame, .. }
+        | Rule::Length { way, frame, .. } => (way, frame_start(way, frame)),
+    })
 }
 
 fn stream_lengths(recording: &Recording) -> (usize, usize) {

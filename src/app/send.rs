@@ -1,4 +1,4 @@
-//! `chat send`: one message, then wait for its receipt.
+//! `chat send`: one message and DONE, then wait for its receipt.
 
 use std::fs::File;
 use std::io::{self, IsTerminal, Read, Seek};
@@ -43,6 +43,9 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
             if args.common.json {
                 json_event(json!({"event": "sent", "id": id}));
             }
+            // Nothing more comes from us (docs/PROTOCOL.md, 8.4). A failure
+            // shows up as the receipt never arriving.
+            let _ = sender.done();
             if sender.wait_acknowledged(id) {
                 let name = view.lock().expect("peer view").label();
                 eprintln!("Delivered to {name}.");

@@ -141,7 +141,8 @@ fn cut_all(cut: &Mutex<Vec<TcpStream>>) {
 }
 
 /// Copies one direction, applying the rule. Returns the frames the sender
-/// sent, as it sent them.
+/// sent, as it sent them: every byte that arrived from it, whatever the rule
+/// did with it (frames it sent after a cut are not known).
 fn pump(
     mut from: TcpStream,
     mut to: TcpStream,
@@ -149,11 +150,13 @@ fn pump(
     rule: &Rule,
     cut: &Mutex<Vec<TcpStream>>,
 ) -> Vec<Vec<u8>> {
-    let mut pending = Vec::new(); // bytes received, not yet framed
-    let mut frames = Vec::new(); // whole frames received
+    let mut received = Vec::new(); // bytes received, not yet in `recorded`
+    let mut recorded = Vec::new(); // the sender's frames, as received
+    let mut pending = Vec::new(); // bytes received, not yet forwarded as frames
+    let mut frames = 0usize; // whole frames forwarded (or dropped) so far
     let mut seen = 0usize; // bytes received so far
     let mut held: Option<Vec<u8>> = None; // a frame held back for a swap
-    let mut raw_from: Option<usize> = None; // once set, forward raw
+    let mut raw = false; // once set, forward raw
     let mut buf = [0u8; 65536];
     loop {
         let n = match from.read(&mut buf) {
@@ -163,7 +166,8 @@ fn pump(
         let mut chunk = buf[..n].to_vec();
         let start = seen;
         seen += n;
-        pending.extend_from_slice(&chunk);
+        received.extend_from_slice(&chunk);
+        collect_frames(&mut received, &mut recorded);
         // Byte rules work on the raw stream.
         match *rule {
             Rule::Flip {
@@ -176,25 +180,32 @@ fn pump(
             Rule::Cut { way: w, offset } if w == way && offset < seen => {
                 let keep = offset.saturating_sub(start);
                 let _ = to.write_all(&chunk[..keep]);
-                thread::sleep(Duration::from_millis(20));
+                // Both ends see the cut at once, with nothing in flight
+                // behind the kept bytes.
                 cut_all(cut);
-                break;
+                return recorded;
             }
             _ => {}
         }
-        if matches!(rule, Rule::Flip { .. } | Rule::Cut { .. } | Rule::Pass) || raw_from.is_some() {
+        if matches!(rule, Rule::Flip { .. } | Rule::Cut { .. } | Rule::Pass) || raw {
             if to.write_all(&chunk).is_err() {
                 break;
             }
-            collect_frames(&mut pending, &mut frames);
             continue;
         }
         // Frame rules: forward whole frames as they complete.
-        let before = frames.len();
-        collect_frames(&mut pending, &mut frames);
-        for index in before..frames.len() {
-            let frame = frames[index].clone();
-            let mut out = Vec::new();
+        pending.extend_from_slice(&chunk);
+        let mut whole = Vec::new();
+        collect_frames(&mut pending, &mut whole);
+        let mut out = Vec::new();
+        let first = frames;
+        frames += whole.len();
+        for (i, frame) in whole.into_iter().enumerate() {
+            let index = first + i;
+            if raw {
+                out.extend_from_slice(&frame);
+                continue;
+            }
             match rule {
                 Rule::Drop { way: w, frame: f } if *w == way && *f == index => {}
                 Rule::Duplicate { way: w, frame: f } if *w == way && *f == index => {
@@ -223,27 +234,23 @@ fn pump(
                     frame[..4].copy_from_slice(&length.to_be_bytes());
                     out.extend_from_slice(&frame);
                     // What follows no longer lines up with frames: pass it raw.
-                    for later in &frames[index + 1..] {
-                        out.extend_from_slice(later);
-                    }
-                    out.append(&mut pending);
-                    raw_from = Some(index);
+                    raw = true;
                 }
                 _ => out.extend_from_slice(&frame),
             }
-            if to.write_all(&out).is_err() {
-                return frames;
-            }
-            if raw_from.is_some() {
-                break;
-            }
+        }
+        if raw {
+            out.append(&mut pending);
+        }
+        if to.write_all(&out).is_err() {
+            break;
         }
     }
     if let Some(frame) = held.take() {
         let _ = to.write_all(&frame);
     }
     let _ = to.shutdown(Shutdown::Write);
-    frames
+    recorded
 }
 
 /// Moves every whole frame at the front of `pending` into `frames`.
