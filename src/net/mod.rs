@@ -180,7 +180,11 @@ pub struct Connected {
 
 impl Connected {
     /// Ends the session at once with an authenticated CLOSE (for a peer we
-    /// will not talk to, or cannot now), and hangs up.
+    /// will not talk to, or cannot now), and hangs up as section 8.5 says:
+    /// half-close, then read and discard until the peer closes too, for at
+    /// most two seconds. Hanging up at once could make our TCP stack answer
+    /// the peer's in-flight records with a reset, which destroys the CLOSE
+    /// before the peer has read it.
     pub fn close(mut self, reason: CloseReason) {
         let mut close = Vec::new();
         if self
@@ -192,7 +196,30 @@ impl Connected {
         {
             let _ = self.stream.write_all(&close);
         }
+        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+        linger(&mut self.stream, CLOSE_LINGER);
         let _ = self.stream.shutdown(std::net::Shutdown::Both);
+    }
+}
+
+/// How long a side that sent CLOSE waits for the peer to hang up.
+pub const CLOSE_LINGER: Duration = Duration::from_secs(2);
+
+/// Reads and discards until the peer closes its side or `limit` passes.
+fn linger(stream: &mut TcpStream, limit: Duration) {
+    let deadline = Instant::now() + limit;
+    let mut sink = [0u8; 16 * 1024];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left)).is_err() {
+            return;
+        }
+        match stream.read(&mut sink) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return,
+        }
     }
 }
 
