@@ -105,7 +105,13 @@ fn records(c: &mut Criterion) {
                 .start_message(u64::MAX / 2, &mut Vec::new())
                 .unwrap();
             let mut frame = vec![7u8; 5 + chunk + TAG_LEN];
-            b.iter(|| ada.send().chunk_in_place(black_box(&mut frame)).unwrap());
+            let mut key_update = Vec::new();
+            b.iter(|| {
+                key_update.clear();
+                ada.send()
+                    .chunk_in_place(black_box(&mut frame), &mut key_update)
+                    .unwrap()
+            });
         });
         group.bench_with_input(BenchmarkId::new("open", chunk), &chunk, |b, &chunk| {
             b.iter_custom(|iterations| {
@@ -115,13 +121,18 @@ fn records(c: &mut Criterion) {
                 ada.send().start_message(u64::MAX / 2, &mut sealed).unwrap();
                 let mut start = sealed.clone();
                 bob.recv().open(&mut start).unwrap();
-                let frames: Vec<Vec<u8>> = (0..iterations)
-                    .map(|_| {
-                        let mut frame = vec![7u8; 5 + chunk + TAG_LEN];
-                        ada.send().chunk_in_place(&mut frame).unwrap();
-                        frame
-                    })
-                    .collect();
+                let mut frames: Vec<Vec<u8>> = Vec::new();
+                for _ in 0..iterations {
+                    let mut frame = vec![7u8; 5 + chunk + TAG_LEN];
+                    let mut key_update = Vec::new();
+                    ada.send()
+                        .chunk_in_place(&mut frame, &mut key_update)
+                        .unwrap();
+                    if !key_update.is_empty() {
+                        frames.push(key_update);
+                    }
+                    frames.push(frame);
+                }
                 let t = Instant::now();
                 for mut frame in frames {
                     black_box(bob.recv().open(&mut frame).unwrap());
@@ -150,5 +161,19 @@ fn small_message(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, handshakes, records, small_message);
+/// One key update on each side: the sender's KEY_UPDATE (HKDF three times,
+/// an AES key schedule, one sealed record) and the receiver's switch.
+fn key_update(c: &mut Criterion) {
+    c.bench_function("key update: send and receive one", |b| {
+        let (mut ada, mut bob) = chat::fuzzing::session_pair();
+        let mut wire = Vec::with_capacity(64);
+        b.iter(|| {
+            wire.clear();
+            ada.send().update_key(&mut wire).unwrap();
+            black_box(bob.recv().open(&mut wire).unwrap());
+        });
+    });
+}
+
+criterion_group!(benches, handshakes, records, small_message, key_update);
 criterion_main!(benches);

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Builds the seed corpora of the fuzz targets under fuzz/corpus/<target>/.
 
-The seeds come from the real traffic of docs/vectors/session-v1.toml and from
+The seeds come from the real traffic of docs/vectors/session-v2.toml and from
 known_peers.example.toml, shaped the way each entry point of src/fuzzing.rs
 reads its input. Python 3.11+ standard library only.
 
@@ -20,13 +20,15 @@ from pathlib import Path
 
 FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent
-VECTORS = ROOT / "docs" / "vectors" / "session-v1.toml"
+VECTORS = ROOT / "docs" / "vectors" / "session-v2.toml"
 EXAMPLE_PEERS = ROOT / "known_peers.example.toml"
 
 TARGETS = [
     "frame_decoder",
     "handshake_messages",
     "record_opener",
+    "file_records",
+    "transfer_receiver",
     "responder",
     "initiator",
     "known_peers",
@@ -37,6 +39,21 @@ TARGETS = [
 CLIENT_HELLO, SERVER_HELLO, KEY_TRANSPORT = 0x01, 0x02, 0x03
 REFUSAL = 0x0F
 MESSAGE_DATA, KEEPALIVE = 0x11, 0x14
+KEY_UPDATE = 0x17
+
+# file_records and transfer_receiver pick a record type by `byte % 9`
+# (0x17 + it: KEY_UPDATE, FILE_OFFER, ..., FILE_CANCEL; src/fuzzing.rs).
+FILE_RECORD_NAMES = [
+    "KEY_UPDATE",
+    "FILE_OFFER",
+    "FILE_ACCEPT",
+    "FILE_REJECT",
+    "FILE_START",
+    "FILE_DATA",
+    "FILE_END",
+    "FILE_VERDICT",
+    "FILE_CANCEL",
+]
 
 # handshake_messages picks a codec by `first byte % 9` (src/fuzzing.rs).
 SEL_CLIENT_HELLO = 0
@@ -163,7 +180,7 @@ def seed_handshake_messages(c: Corpus, frames) -> None:
     # Every CLOSE reason code, and a few edge cases of the other codecs.
     for reason in (0, 1, 2, 3, 4, 0xFF):
         c.add("handshake_messages", f"close-{reason}", bytes([SEL_CLOSE, reason]))
-    c.add("handshake_messages", "client-hello-v2", bytes([SEL_CLIENT_HELLO]) + b"chat\x02" + b"\x00" * 32)
+    c.add("handshake_messages", "client-hello-v1", bytes([SEL_CLIENT_HELLO]) + b"chat\x01" + b"\x00" * 32)
     c.add("handshake_messages", "client-hello-not-chat", bytes([SEL_CLIENT_HELLO]) + b"GET / HTTP/1.1\r\n")
     c.add("handshake_messages", "identity-short", bytes([SEL_IDENTITY]) + opaque16(b"\x30\x00") + opaque8(b"eve"))
     c.add("handshake_messages", "identity-empty-nick", bytes([SEL_IDENTITY]) + opaque16(b"") + opaque8(b""))
@@ -183,7 +200,7 @@ def seed_record_opener(c: Corpus, frames) -> None:
     records = [f for f in frames if f["name"] not in HANDSHAKE_NAMES]
     from_initiator = b"".join(f["frame"] for f in records if f["from"] == "initiator")
     first = records[0]["frame"] if records else b""
-    for script in (0, 1, 2, 3, 4, 5, 6, 7, 0x40 | 2, 0xFF):
+    for script in (0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 0x0F, 0x40 | 2, 0xFF):
         c.add("record_opener", f"script-{script:02x}", bytes([script]))
         c.add("record_opener", f"script-{script:02x}-records", bytes([script]) + from_initiator)
     for f in records:
@@ -193,6 +210,47 @@ def seed_record_opener(c: Corpus, frames) -> None:
     c.add("record_opener", "script-01-too-large", b"\x01" + b"\x7f\xff\xff\xff\x11")
     c.add("record_opener", "script-03-short-record", b"\x03" + frame(MESSAGE_DATA, b"\x00" * 8))
     c.add("record_opener", "script-00-tag-only", b"\x00" + frame(KEEPALIVE, b"\x00" * 16))
+
+
+def seed_file_records(c: Corpus, frames) -> None:
+    for f in frames:
+        if f["name"] in FILE_RECORD_NAMES and f["plaintext"] is not None:
+            selector = FILE_RECORD_NAMES.index(f["name"])
+            c.add("file_records", label(f), bytes([selector]) + f["plaintext"])
+    offer = lambda *paths: (
+        b"\x00" * 7 + b"\x01" + struct.pack(">H", len(paths))
+        + b"".join(b"\x00" * 8 + bytes([len(p)]) + b"".join(opaque8(n) for n in p) for p in paths)
+    )
+    for name, paths in {
+        "dotdot": [[b"..", b"x"]],
+        "device": [[b"CON.txt"]],
+        "bidi": [["a\u202eb".encode()]],
+        "not-nfc": [["e\u0301".encode()]],
+        "duplicate-case": [[b"A"], [b"a"]],
+        "file-and-folder": [[b"d"], [b"d", b"f"]],
+        "deep": [[b"d"] * 33],
+    }.items():
+        c.add("file_records", f"offer-{name}", bytes([1]) + offer(*paths))
+
+
+def seed_transfer_receiver(c: Corpus, frames) -> None:
+    def item(name: str, body: bytes) -> bytes:
+        return bytes([FILE_RECORD_NAMES.index(name)]) + struct.pack(">H", len(body)) + body
+
+    accept = lambda held: item("KEY_UPDATE", bytes([0, 1, held]))
+    received = [
+        f for f in frames
+        if f["from"] == "initiator" and f["name"] in FILE_RECORD_NAMES[1:] and f["plaintext"] is not None
+    ]
+    offer = [item(f["name"], f["plaintext"]) for f in received if f["name"] == "FILE_OFFER"]
+    rest = [item(f["name"], f["plaintext"]) for f in received if f["name"] != "FILE_OFFER"]
+    c.add("transfer_receiver", "vectors-accept-resume", b"".join(offer + [accept(16)] + rest))
+    c.add("transfer_receiver", "vectors-pending", b"".join(offer + rest))
+    c.add("transfer_receiver", "vectors-expire", b"".join(offer + [item("KEY_UPDATE", bytes([3]))] + rest))
+    cancel = item("KEY_UPDATE", bytes([2, 1]))
+    c.add("transfer_receiver", "vectors-cancel", b"".join(offer + [accept(16)] + rest[:2] + [cancel] + rest[2:]))
+    end = item("KEY_UPDATE", bytes([4]))
+    c.add("transfer_receiver", "vectors-session-ends", b"".join(offer + [accept(16)] + rest[:2] + [end]))
 
 
 def seed_sessions(c: Corpus, frames) -> None:
@@ -207,7 +265,7 @@ def seed_sessions(c: Corpus, frames) -> None:
         c.add("responder", f"handshake-first-{n}", b"".join(f["frame"] for f in hs_i[:n]))
     c.add("responder", "whole-session", stream("initiator"))
     hello = hs_i[0]["frame"]
-    c.add("responder", "client-hello-v2", frame(CLIENT_HELLO, b"chat\x02" + hello[10:]))
+    c.add("responder", "client-hello-v1", frame(CLIENT_HELLO, b"chat\x01" + hello[10:]))
     c.add("responder", "client-hello-not-chat", b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
     if len(hs_i) > 1:
         kt = hs_i[1]["frame"]
@@ -229,7 +287,7 @@ def seed_sessions(c: Corpus, frames) -> None:
         identity_key = ident["plaintext"][2 : 2 + n]
         c.add("initiator", "server-hello-wrong-key-size", frame(SERVER_HELLO, server_hello[:33] + opaque16(identity_key)))
         c.add("initiator", "server-hello-empty-key", frame(SERVER_HELLO, server_hello[:33] + opaque16(b"")))
-        c.add("initiator", "server-hello-v2", frame(SERVER_HELLO, b"\x02" + server_hello[1:]))
+        c.add("initiator", "server-hello-v1", frame(SERVER_HELLO, b"\x01" + server_hello[1:]))
 
 
 def seed_known_peers(c: Corpus) -> None:
@@ -302,6 +360,8 @@ def main() -> int:
     seed_frame_decoder(c, frames)
     seed_handshake_messages(c, frames)
     seed_record_opener(c, frames)
+    seed_file_records(c, frames)
+    seed_transfer_receiver(c, frames)
     seed_sessions(c, frames)
     seed_known_peers(c)
     seed_sanitizer(c)

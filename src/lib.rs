@@ -18,5 +18,6 @@ pub mod net;
 pub mod protocol;
 pub mod sanitize;
 pub mod session;
+pub mod transfer;
 pub mod trust;
 pub mod wire;

@@ -2,9 +2,10 @@
 //! `docs/PROTOCOL.md` is the normative text; the names here follow it.
 
 use std::fmt;
+use std::time::Duration;
 
 /// The protocol version this implementation speaks.
-pub const VERSION: u8 = 1;
+pub const VERSION: u8 = 2;
 
 /// First four bytes of a ClientHello body: ASCII `chat`.
 pub const MAGIC: [u8; 4] = *b"chat";
@@ -36,6 +37,39 @@ pub const MAX_RECORD_FRAME: u32 = (1 + MAX_RECORD_PLAINTEXT + TAG_LEN) as u32;
 /// Default limit on the length of one received message: 4 GiB.
 pub const DEFAULT_MAX_MESSAGE: u64 = 4 << 30;
 
+/// Key updates (`docs/PROTOCOL.md`, 7.2): a sender updates its key before
+/// it has sealed this many bytes of plaintext under it, by default.
+pub const KEY_UPDATE_BYTES: u64 = 1 << 30;
+
+/// Key updates: a sender updates its key before it has sealed this many
+/// records under it (the KEY_UPDATE included), by default.
+pub const KEY_UPDATE_RECORDS: u64 = 1 << 24;
+
+/// Key updates: a sender updates its key before sealing with a key this old.
+pub const KEY_UPDATE_INTERVAL: Duration = Duration::from_secs(3600);
+
+/// Hard limit, far above the update triggers: no key protects more records.
+pub const MAX_RECORDS_PER_KEY: u64 = 1 << 32;
+
+/// Hard limit, far above the update triggers: no key protects more bytes of
+/// plaintext (the AES-GCM confidentiality bound stays near 2^-61).
+pub const MAX_BYTES_PER_KEY: u64 = 1 << 38;
+
+/// Files (`docs/PROTOCOL.md`, section 9): offers open at once per direction.
+pub const MAX_OPEN_OFFERS: usize = 8;
+
+/// Files: an offer nobody answered is rejected after this long.
+pub const OFFER_EXPIRY: Duration = Duration::from_secs(600);
+
+/// Files: entries (files) in one offer.
+pub const MAX_OFFER_ENTRIES: usize = 4096;
+
+/// Files: components in one entry's path.
+pub const MAX_PATH_DEPTH: usize = 32;
+
+/// Files: bytes of UTF-8 in one component of a path.
+pub const MAX_NAME_LEN: usize = 255;
+
 /// Labels: every use of a hash, KDF, signature or OAEP has its own.
 pub mod labels {
     /// OAEP label for the wrapped session secret.
@@ -54,14 +88,16 @@ pub mod labels {
     pub const HS_I2R_KEY: &[u8] = b"chat v1 hs i2r key";
     /// Handshake traffic IV, initiator to responder.
     pub const HS_I2R_IV: &[u8] = b"chat v1 hs i2r iv";
-    /// Application traffic key, responder to initiator.
-    pub const APP_R2I_KEY: &[u8] = b"chat v1 app r2i key";
-    /// Application traffic IV, responder to initiator.
-    pub const APP_R2I_IV: &[u8] = b"chat v1 app r2i iv";
-    /// Application traffic key, initiator to responder.
-    pub const APP_I2R_KEY: &[u8] = b"chat v1 app i2r key";
-    /// Application traffic IV, initiator to responder.
-    pub const APP_I2R_IV: &[u8] = b"chat v1 app i2r iv";
+    /// First application traffic secret, initiator to responder.
+    pub const APP_I2R_SECRET: &[u8] = b"chat v2 app i2r secret";
+    /// First application traffic secret, responder to initiator.
+    pub const APP_R2I_SECRET: &[u8] = b"chat v2 app r2i secret";
+    /// The AES key of an application traffic secret.
+    pub const TRAFFIC_KEY: &[u8] = b"chat v2 traffic key";
+    /// The IV of an application traffic secret.
+    pub const TRAFFIC_IV: &[u8] = b"chat v2 traffic iv";
+    /// The next application traffic secret, after a KEY_UPDATE.
+    pub const TRAFFIC_UPDATE: &[u8] = b"chat v2 traffic update";
 }
 
 /// Which side of a connection we are.
@@ -193,7 +229,9 @@ pub enum ProtocolError {
     #[error("authentication failed: data was altered in transit, corrupted, or replayed")]
     AuthenticationFailed,
     /// The peer speaks another protocol version.
-    #[error("the peer speaks chat protocol version {theirs}; this program speaks version {ours}")]
+    #[error(
+        "the peer speaks only chat protocol version {theirs}; this program speaks version {ours}"
+    )]
     UnsupportedVersion {
         /// Their version.
         theirs: u8,

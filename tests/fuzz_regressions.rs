@@ -1,7 +1,7 @@
 //! Replays, in every `cargo test`, the inputs the fuzzers found interesting:
 //! each file under `fuzz/regressions/TARGET/` goes through the same entry
 //! point as the fuzz target `TARGET` (see `fuzz/`), as do the real frames of
-//! `docs/vectors/session-v1.toml`, cut at every length.
+//! `docs/vectors/session-v2.toml`, cut at every length.
 
 use std::fs;
 use std::path::Path;
@@ -11,6 +11,8 @@ fn entry_point(target: &str) -> fn(&[u8]) {
         "frame_decoder" => chat::fuzzing::frame_decoder,
         "handshake_messages" => chat::fuzzing::handshake_messages,
         "record_opener" => chat::fuzzing::record_opener,
+        "file_records" => chat::fuzzing::file_records,
+        "transfer_receiver" => chat::fuzzing::transfer_receiver,
         "responder" => chat::fuzzing::responder,
         "initiator" => chat::fuzzing::initiator,
         "known_peers" => chat::fuzzing::known_peers,
@@ -39,7 +41,7 @@ fn every_saved_input_still_passes() {
 
 /// The frames of the test vectors, as each side receives them.
 fn vector_streams() -> (Vec<u8>, Vec<u8>) {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors/session-v1.toml");
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors/session-v2.toml");
     let file: toml::Table = fs::read_to_string(path).unwrap().parse().unwrap();
     let (mut from_initiator, mut from_responder) = (Vec::new(), Vec::new());
     for frame in file["frame"].as_array().unwrap() {
@@ -52,6 +54,24 @@ fn vector_streams() -> (Vec<u8>, Vec<u8>) {
     (from_initiator, from_responder)
 }
 
+/// The plaintexts of the vectors' KEY_UPDATE and file records, each behind
+/// the selector byte of `chat::fuzzing::file_records`.
+fn vector_plaintexts() -> Vec<Vec<u8>> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors/session-v2.toml");
+    let file: toml::Table = fs::read_to_string(path).unwrap().parse().unwrap();
+    let mut out = Vec::new();
+    for frame in file["frame"].as_array().unwrap() {
+        let bytes = hex::decode(frame["frame"].as_str().unwrap()).unwrap();
+        if let (0x17..=0x1F, Some(plaintext)) = (bytes[4], frame.get("plaintext")) {
+            let mut input = vec![bytes[4] - 0x17];
+            input.extend(hex::decode(plaintext.as_str().unwrap()).unwrap());
+            out.push(input);
+        }
+    }
+    assert_eq!(out.len(), 3 + 10, "three key updates and ten file records");
+    out
+}
+
 #[test]
 fn real_traffic_cut_at_every_length_passes_every_entry_point() {
     let (from_initiator, from_responder) = vector_streams();
@@ -59,6 +79,9 @@ fn real_traffic_cut_at_every_length_passes_every_entry_point() {
         chat::fuzzing::responder(&from_initiator[..cut]);
         chat::fuzzing::frame_decoder(&from_initiator[..cut]);
         chat::fuzzing::record_opener(&from_initiator[..cut]);
+    }
+    for record in vector_plaintexts() {
+        chat::fuzzing::file_records(&record);
     }
     for cut in (0..from_responder.len()).step_by(7) {
         chat::fuzzing::initiator(&from_responder[..cut]);

@@ -114,33 +114,33 @@ fn a_silent_server_times_out() {
 }
 
 #[test]
-fn a_newer_protocol_version_is_refused_with_both_versions() {
-    // A responder that speaks version 2 refuses our version-1 hello.
-    let port = fake_server(&[0, 0, 0, 3, 0x0F, 1, 2], true);
+fn a_version_1_server_is_reported_as_speaking_only_version_1() {
+    // A responder that speaks version 1 refuses our version-2 hello.
+    let port = fake_server(&[0, 0, 0, 3, 0x0F, 1, 1], true);
     let home = TestHome::with_identity("initiator");
     one_line(
         &home.run(&["send", &format!("127.0.0.1:{port}"), "--accept-new"]),
-        &["speaks chat protocol version 2", "version 1"],
+        &["speaks only chat protocol version 1", "version 2"],
     );
 }
 
 #[test]
-fn a_server_refuses_a_client_speaking_another_version() {
+fn a_server_refuses_a_version_1_client_naming_version_2() {
     let bob = TestHome::with_identity("responder");
     let server = common::serve(&bob, &["--accept-new"], std::process::Stdio::null());
     let port = server.port();
     let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
     let mut hello = vec![0, 0, 0, 38, 0x01];
     hello.extend_from_slice(b"chat");
-    hello.push(2);
+    hello.push(1);
     hello.extend_from_slice(&[7; 32]);
     stream.write_all(&hello).unwrap();
     let mut reply = Vec::new();
     stream.read_to_end(&mut reply).unwrap();
     assert_eq!(
         reply,
-        [0, 0, 0, 3, 0x0F, 1, 1],
-        "a Refusal: unsupported version, we speak 1"
+        [0, 0, 0, 3, 0x0F, 1, 2],
+        "a Refusal: unsupported version, we speak 2"
     );
-    server.wait_for_stderr("version 2", secs(10));
+    server.wait_for_stderr("speaks only chat protocol version 1", secs(10));
 }

@@ -138,7 +138,8 @@ fn stalled_and_trickling_connections_never_keep_a_real_peer_out() {
     // Another trickles a ClientHello one byte at a time, slowloris style.
     let mut slow = connect_from("127.0.0.3", port);
     let trickle = std::thread::spawn(move || {
-        let hello = [0u8, 0, 0, 38, 1, b'c', b'h', b'a', b't', 1];
+        const V: u8 = chat::protocol::VERSION;
+        let hello = [0u8, 0, 0, 38, 1, b'c', b'h', b'a', b't', V];
         for byte in hello {
             if slow.write_all(&[byte]).is_err() {
                 break;
@@ -154,7 +155,11 @@ fn stalled_and_trickling_connections_never_keep_a_real_peer_out() {
     ninth.set_read_timeout(Some(secs(5))).unwrap();
     let mut refusal = [0u8; 7];
     ninth.read_exact(&mut refusal).unwrap();
-    assert_eq!(refusal, [0, 0, 0, 3, 0x0F, 2, 1], "a Refusal: busy");
+    assert_eq!(
+        refusal,
+        [0, 0, 0, 3, 0x0F, 2, chat::protocol::VERSION],
+        "a Refusal: busy"
+    );
 
     // ...while a real peer from elsewhere gets its conversation.
     let ada = TestHome::with_identity("transient");

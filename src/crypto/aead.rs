@@ -8,7 +8,10 @@
 //! ```
 //!
 //! A [`Sealer`] and an [`Opener`] each own one direction's key and count its
-//! records; a sequence number is never reused and never wraps.
+//! records and bytes; a sequence number is never reused, and no key protects
+//! more than [`MAX_RECORDS_PER_KEY`] records or [`MAX_BYTES_PER_KEY`] bytes
+//! of plaintext (hard limits far above the key-update triggers of the
+//! session, `crate::session`).
 
 use std::fmt;
 
@@ -17,7 +20,7 @@ use aes_gcm::{Aes256Gcm, Tag};
 use subtle::ConstantTimeEq;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
-use crate::protocol::{ProtocolError, TAG_LEN};
+use crate::protocol::{MAX_BYTES_PER_KEY, MAX_RECORDS_PER_KEY, ProtocolError, TAG_LEN};
 use crate::wire::FrameType;
 use crate::wire::frame::{HEADER_LEN, header};
 
@@ -25,10 +28,6 @@ use crate::wire::frame::{HEADER_LEN, header};
 pub const KEY_LEN: usize = 32;
 /// Length of the per-direction IV, and of a GCM nonce.
 pub const IV_LEN: usize = 12;
-
-/// Most plaintext one key may seal: 2^38 bytes (256 GiB), which keeps the
-/// AES-GCM confidentiality bound near 2^-60 as TLS 1.3's limits do.
-pub const MAX_SEALED_BYTES: u64 = 1 << 38;
 
 /// One direction's AES-256-GCM key and IV. Zeroized on drop; `Debug` hides
 /// it; equality is constant-time. Not `Clone`: two sealers made from copies
@@ -121,7 +120,10 @@ impl Aes256GcmCipher {
 struct Direction {
     cipher: Aes256GcmCipher,
     iv: [u8; IV_LEN],
+    /// Records protected so far: the next record's sequence number.
     seq: u64,
+    /// Bytes of plaintext protected so far.
+    bytes: u64,
 }
 
 impl Direction {
@@ -130,15 +132,18 @@ impl Direction {
             cipher: Aes256GcmCipher::new(&key.key),
             iv: key.iv,
             seq: 0,
+            bytes: 0,
         }
     }
 
-    /// The nonce and AAD for the next record, or an error if the sequence
-    /// number space is spent. The last value, 2^64 - 1, is never used.
-    fn next(&mut self, frame_header: &[u8]) -> Result<([u8; IV_LEN], [u8; 13]), ProtocolError> {
-        if self.seq == u64::MAX {
-            return Err(ProtocolError::Exhausted("record sequence number"));
-        }
+    /// Whether one more record of `len` bytes stays within the hard limits.
+    fn within_limits(&self, len: usize) -> bool {
+        self.seq < MAX_RECORDS_PER_KEY && self.bytes + len as u64 <= MAX_BYTES_PER_KEY
+    }
+
+    /// The nonce and AAD for the next record (whose `length` and type are
+    /// in `frame_header`), counting it.
+    fn next(&mut self, frame_header: &[u8], len: usize) -> ([u8; IV_LEN], [u8; 13]) {
         let seq = self.seq.to_be_bytes();
         let mut nonce = self.iv;
         for (n, s) in nonce[4..].iter_mut().zip(seq) {
@@ -148,7 +153,8 @@ impl Direction {
         aad[..HEADER_LEN].copy_from_slice(frame_header);
         aad[HEADER_LEN..].copy_from_slice(&seq);
         self.seq += 1;
-        Ok((nonce, aad))
+        self.bytes += len as u64;
+        (nonce, aad)
     }
 }
 
@@ -162,7 +168,6 @@ impl Drop for Direction {
 #[cfg_attr(test, derive(Clone))]
 pub struct Sealer {
     direction: Direction,
-    sealed_bytes: u64,
 }
 
 impl Sealer {
@@ -170,8 +175,17 @@ impl Sealer {
     pub(crate) fn new(key: &TrafficKey) -> Self {
         Self {
             direction: Direction::new(key),
-            sealed_bytes: 0,
         }
+    }
+
+    /// Records sealed under this key so far.
+    pub fn records(&self) -> u64 {
+        self.direction.seq
+    }
+
+    /// Bytes of plaintext sealed under this key so far.
+    pub fn bytes(&self) -> u64 {
+        self.direction.bytes
     }
 
     /// Seals a record in place. `frame` is laid out as
@@ -185,15 +199,13 @@ impl Sealer {
                 .ok_or(ProtocolError::Misuse(
                     "record buffer shorter than header and tag",
                 ))?;
-        let sealed_bytes = self.sealed_bytes + plaintext_len as u64;
-        // CLOSE (one byte) may always go out, so that a session that reached
-        // the limit still ends with an authenticated goodbye.
-        if sealed_bytes > MAX_SEALED_BYTES && typ != FrameType::Close {
-            return Err(ProtocolError::Exhausted("256 GiB sent under one key"));
+        if !self.direction.within_limits(plaintext_len) {
+            return Err(ProtocolError::Exhausted(
+                "2^32 records or 2^38 bytes sealed under one key",
+            ));
         }
         let head = header(typ, plaintext_len + TAG_LEN);
-        let (nonce, aad) = self.direction.next(&head)?;
-        self.sealed_bytes = sealed_bytes;
+        let (nonce, aad) = self.direction.next(&head, plaintext_len);
         let (head_out, rest) = frame.split_at_mut(HEADER_LEN);
         head_out.copy_from_slice(&head);
         let (body, tag_out) = rest.split_at_mut(plaintext_len);
@@ -236,8 +248,10 @@ impl Opener {
     }
 
     /// Opens a whole frame in place and returns its type byte and plaintext.
-    /// Any failure, whatever its cause, is [`ProtocolError::AuthenticationFailed`]
-    /// and nothing of the frame is returned.
+    /// Any failure to authenticate, whatever its cause, is
+    /// [`ProtocolError::AuthenticationFailed`] and nothing of the frame is
+    /// returned. An authentic record beyond the key's hard limits is the
+    /// peer's fault ([`ProtocolError::PeerMisbehaved`]).
     pub fn open_in_place<'f>(
         &mut self,
         frame: &'f mut [u8],
@@ -245,12 +259,19 @@ impl Opener {
         if frame.len() < HEADER_LEN + TAG_LEN || crate::wire::frame::parse(frame).is_err() {
             return Err(ProtocolError::AuthenticationFailed);
         }
+        let plaintext_len = frame.len() - HEADER_LEN - TAG_LEN;
+        let within_limits = self.0.within_limits(plaintext_len);
         let (head, rest) = frame.split_at_mut(HEADER_LEN);
-        let (nonce, aad) = self.0.next(head)?;
+        let (nonce, aad) = self.0.next(head, plaintext_len);
         let (body, tag) = rest.split_at_mut(rest.len() - TAG_LEN);
         let tag: &[u8; TAG_LEN] = (&*tag).try_into().expect("tag length");
         if !self.0.cipher.open(&nonce, &aad, body, tag) {
             return Err(ProtocolError::AuthenticationFailed);
+        }
+        if !within_limits {
+            return Err(ProtocolError::PeerMisbehaved(
+                "more than 2^32 records or 2^38 bytes under one key",
+            ));
         }
         Ok((head[4], body))
     }
@@ -310,34 +331,51 @@ mod tests {
     }
 
     #[test]
-    fn sequence_numbers_never_wrap() {
+    fn one_key_protects_at_most_2_to_the_32_records() {
         let mut sealer = Sealer::new(&key(4));
-        sealer.direction.seq = u64::MAX - 1;
+        sealer.direction.seq = MAX_RECORDS_PER_KEY - 1;
+        let mut last = Vec::new();
+        sealer.seal(FrameType::Keepalive, b"", &mut last).unwrap();
         let mut out = Vec::new();
-        sealer.seal(FrameType::Keepalive, b"", &mut out).unwrap();
-        let before = out.len();
-        assert_eq!(
-            sealer
-                .seal(FrameType::Keepalive, b"", &mut out)
-                .unwrap_err(),
-            ProtocolError::Exhausted("record sequence number")
-        );
-        assert_eq!(out.len(), before, "nothing appended on refusal");
+        assert!(matches!(
+            sealer.seal(FrameType::Close, b"\0", &mut out).unwrap_err(),
+            ProtocolError::Exhausted(_)
+        ));
+        assert!(out.is_empty(), "nothing appended on refusal");
+        // The receiver opens the last allowed record...
         let mut opener = Opener::new(&key(4));
-        opener.0.seq = u64::MAX;
-        assert!(opener.open_in_place(&mut out.clone()).is_err());
+        opener.0.seq = MAX_RECORDS_PER_KEY - 1;
+        opener.open_in_place(&mut last.clone()).unwrap();
+        // ...and refuses an authentic one beyond it, from a sender that
+        // ignores the limit, as the peer's fault.
+        let mut rogue = Sealer::new(&key(4));
+        rogue.direction.seq = MAX_RECORDS_PER_KEY;
+        let head = header(FrameType::Keepalive, TAG_LEN);
+        let (nonce, aad) = rogue.direction.next(&head, 0);
+        let tag = rogue.direction.cipher.seal(&nonce, &aad, &mut []).unwrap();
+        let mut record = [&head[..], &tag[..]].concat();
+        assert!(matches!(
+            opener.open_in_place(&mut record).unwrap_err(),
+            ProtocolError::PeerMisbehaved(_)
+        ));
     }
 
     #[test]
-    fn one_key_seals_at_most_256_gib() {
+    fn one_key_protects_at_most_2_to_the_38_bytes() {
         let mut sealer = Sealer::new(&key(5));
-        sealer.sealed_bytes = MAX_SEALED_BYTES - 3;
+        sealer.direction.bytes = MAX_BYTES_PER_KEY - 3;
         let mut out = Vec::new();
         sealer
             .seal(FrameType::MessageData, b"abc", &mut out)
             .unwrap();
         assert!(sealer.seal(FrameType::MessageData, b"d", &mut out).is_err());
-        sealer.seal(FrameType::Close, b"", &mut out).unwrap();
+        assert_eq!((sealer.records(), sealer.bytes()), (1, MAX_BYTES_PER_KEY));
+        let mut opener = Opener::new(&key(5));
+        opener.0.bytes = MAX_BYTES_PER_KEY - 2;
+        assert!(matches!(
+            opener.open_in_place(&mut out.clone()).unwrap_err(),
+            ProtocolError::PeerMisbehaved(_)
+        ));
     }
 
     #[test]

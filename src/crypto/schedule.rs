@@ -7,8 +7,18 @@
 //! iv    = HKDF-Expand(PRK, label || TH, 12)
 //! ```
 //! Handshake keys use TH3 (through KeyTransport) and protect ResponderIdentity,
-//! ResponderAuth, InitiatorIdentity and InitiatorAuth; application keys use
-//! TH7 (through InitiatorAuth). Every key and IV has its own label.
+//! ResponderAuth, InitiatorIdentity and InitiatorAuth. The application
+//! records are protected by a chain of traffic secrets per direction, the
+//! first from TH7 (through InitiatorAuth), each next one from the one
+//! before it (a KEY_UPDATE):
+//!
+//! ```text
+//! secret_0   = HKDF-Expand(PRK, "chat v2 app i2r secret" || TH7, 32)   (and r2i)
+//! key_n      = HKDF-Expand(secret_n, "chat v2 traffic key", 32)
+//! iv_n       = HKDF-Expand(secret_n, "chat v2 traffic iv", 12)
+//! secret_n+1 = HKDF-Expand(secret_n, "chat v2 traffic update", 32)
+//! ```
+//! Every key, IV and secret has its own label.
 
 use std::fmt;
 
@@ -80,6 +90,69 @@ pub struct DirectionalKeys {
     pub r2i: TrafficKey,
 }
 
+/// One direction's application traffic secret: the key and IV of the
+/// current epoch come from it, and so does the next secret. Zeroized on
+/// drop; `Debug` hides it; not `Clone` outside tests (a copy could seal
+/// with a key that should be gone).
+#[derive(Zeroize, ZeroizeOnDrop)]
+#[cfg_attr(test, derive(Clone))]
+pub struct TrafficSecret([u8; 32]);
+
+impl TrafficSecret {
+    /// A secret from its bytes.
+    pub(crate) fn new(bytes: [u8; 32]) -> Self {
+        Self(bytes)
+    }
+
+    /// The bytes (for test vectors).
+    #[cfg_attr(not(test), allow(dead_code))]
+    pub(crate) fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// `key = HKDF-Expand(secret, "chat v2 traffic key", 32)` and
+    /// `iv = HKDF-Expand(secret, "chat v2 traffic iv", 12)`.
+    pub fn traffic_key(&self) -> TrafficKey {
+        let mut key = TrafficKey::new([0; KEY_LEN], [0; IV_LEN]);
+        let (key_bytes, iv_bytes) = key.parts_mut();
+        hkdf_expand(&self.0, &[labels::TRAFFIC_KEY], key_bytes).expect("32 bytes");
+        hkdf_expand(&self.0, &[labels::TRAFFIC_IV], iv_bytes).expect("12 bytes");
+        key
+    }
+
+    /// The secret of the next epoch:
+    /// `HKDF-Expand(secret, "chat v2 traffic update", 32)`.
+    pub fn next(&self) -> TrafficSecret {
+        let mut next = TrafficSecret([0; 32]);
+        hkdf_expand(&self.0, &[labels::TRAFFIC_UPDATE], &mut next.0).expect("32 bytes");
+        next
+    }
+}
+
+impl fmt::Debug for TrafficSecret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("TrafficSecret(hidden)")
+    }
+}
+
+impl PartialEq for TrafficSecret {
+    fn eq(&self, other: &Self) -> bool {
+        subtle::ConstantTimeEq::ct_eq(&self.0[..], &other.0[..]).into()
+    }
+}
+
+impl Eq for TrafficSecret {}
+
+/// The first application traffic secrets of both directions.
+#[derive(Debug, PartialEq, Eq)]
+#[cfg_attr(test, derive(Clone))]
+pub struct DirectionalSecrets {
+    /// Initiator to responder.
+    pub i2r: TrafficSecret,
+    /// Responder to initiator.
+    pub r2i: TrafficSecret,
+}
+
 /// HKDF state keyed by the session secret.
 #[cfg_attr(test, derive(Clone))]
 pub struct KeySchedule {
@@ -120,12 +193,15 @@ impl KeySchedule {
         }
     }
 
-    /// Keys for the application records, from TH7.
-    pub fn application_keys(&self, th7: &TranscriptHash) -> DirectionalKeys {
-        DirectionalKeys {
-            i2r: self.traffic_key(labels::APP_I2R_KEY, labels::APP_I2R_IV, th7),
-            r2i: self.traffic_key(labels::APP_R2I_KEY, labels::APP_R2I_IV, th7),
-        }
+    /// The first application traffic secrets, from TH7.
+    pub fn application_secrets(&self, th7: &TranscriptHash) -> DirectionalSecrets {
+        let mut secrets = DirectionalSecrets {
+            i2r: TrafficSecret([0; 32]),
+            r2i: TrafficSecret([0; 32]),
+        };
+        self.expand(labels::APP_I2R_SECRET, th7, &mut secrets.i2r.0);
+        self.expand(labels::APP_R2I_SECRET, th7, &mut secrets.r2i.0);
+        secrets
     }
 }
 
@@ -155,16 +231,70 @@ mod tests {
     fn every_key_is_distinct() {
         let schedule = KeySchedule::new(&SessionSecret::new([1; 32]));
         let hs = schedule.handshake_keys(&[2; 32]);
-        let app = schedule.application_keys(&[2; 32]);
-        let all = [&hs.i2r, &hs.r2i, &app.i2r, &app.r2i];
+        let app = schedule.application_secrets(&[2; 32]);
+        let i2r_1 = app.i2r.next();
+        let app_keys = [
+            app.i2r.traffic_key(),
+            app.r2i.traffic_key(),
+            i2r_1.traffic_key(),
+            i2r_1.next().traffic_key(),
+            app.r2i.next().traffic_key(),
+        ];
+        let all: Vec<&TrafficKey> = [&hs.i2r, &hs.r2i].into_iter().chain(&app_keys).collect();
         for (i, a) in all.iter().enumerate() {
             for b in &all[i + 1..] {
                 assert_ne!(a.key(), b.key());
                 assert_ne!(a.iv(), b.iv());
             }
         }
-        // A different transcript gives different keys.
+        assert_ne!(app.i2r, app.r2i);
+        assert_ne!(app.i2r, i2r_1);
+        // A different transcript gives different keys and secrets.
         assert_ne!(schedule.handshake_keys(&[3; 32]), hs);
+        assert_ne!(schedule.application_secrets(&[3; 32]), app);
+    }
+
+    /// The derivations of a traffic secret, by the formulas of
+    /// docs/PROTOCOL.md section 6 applied with HMAC-SHA256 directly
+    /// (HKDF-Expand of at most 32 bytes is one HMAC block).
+    #[test]
+    fn traffic_secret_derivations_follow_the_spec() {
+        use hmac::{KeyInit, Mac};
+        let block = |prk: &[u8], label: &[u8]| -> [u8; 32] {
+            let mut mac = <hmac::Hmac<Sha256> as KeyInit>::new_from_slice(prk).unwrap();
+            mac.update(label);
+            mac.update(&[1]);
+            mac.finalize().into_bytes().into()
+        };
+        let secret = TrafficSecret::new([0x42; 32]);
+        let key = secret.traffic_key();
+        assert_eq!(key.key(), &block(&[0x42; 32], b"chat v2 traffic key"));
+        assert_eq!(
+            key.iv()[..],
+            block(&[0x42; 32], b"chat v2 traffic iv")[..12]
+        );
+        assert_eq!(
+            secret.next().as_bytes(),
+            &block(&[0x42; 32], b"chat v2 traffic update")
+        );
+        let schedule = KeySchedule::new(&SessionSecret::new([1; 32]));
+        let th7 = [7; 32];
+        let secrets = schedule.application_secrets(&th7);
+        assert_eq!(
+            secrets.i2r.as_bytes(),
+            &block(
+                schedule.prk(),
+                &[&b"chat v2 app i2r secret"[..], &th7].concat()
+            )
+        );
+        assert_eq!(
+            secrets.r2i.as_bytes(),
+            &block(
+                schedule.prk(),
+                &[&b"chat v2 app r2i secret"[..], &th7].concat()
+            )
+        );
+        assert_eq!(format!("{secret:?}"), "TrafficSecret(hidden)");
     }
 
     #[test]

@@ -24,7 +24,9 @@ use rand::{CryptoRng, SeedableRng};
 use zeroize::Zeroize;
 
 use crate::crypto::keys::{PrivateKey, PublicKey};
-use crate::crypto::schedule::{DirectionalKeys, KeySchedule, SessionSecret, Transcript};
+use crate::crypto::schedule::{
+    DirectionalKeys, DirectionalSecrets, KeySchedule, SessionSecret, Transcript,
+};
 use crate::crypto::{Opener, Sealer, key_transport, rng::random_bytes, signature};
 use crate::protocol::{
     CloseReason, NONCE_LEN, ProtocolError, RefusalReason, Role, TRANSIENT_BITS, VERSION, labels,
@@ -52,15 +54,33 @@ impl Trace {
         }
     }
 
-    fn keys(trace: &mut Option<Box<Trace>>, prefix: &'static str, keys: &DirectionalKeys) {
-        let names: [&'static str; 4] = match prefix {
-            "hs" => ["hs_i2r_key", "hs_i2r_iv", "hs_r2i_key", "hs_r2i_iv"],
-            _ => ["app_i2r_key", "app_i2r_iv", "app_r2i_key", "app_r2i_iv"],
-        };
-        Self::record(trace, names[0], keys.i2r.key());
-        Self::record(trace, names[1], keys.i2r.iv());
-        Self::record(trace, names[2], keys.r2i.key());
-        Self::record(trace, names[3], keys.r2i.iv());
+    fn keys(trace: &mut Option<Box<Trace>>, keys: &DirectionalKeys) {
+        Self::record(trace, "hs_i2r_key", keys.i2r.key());
+        Self::record(trace, "hs_i2r_iv", keys.i2r.iv());
+        Self::record(trace, "hs_r2i_key", keys.r2i.key());
+        Self::record(trace, "hs_r2i_iv", keys.r2i.iv());
+    }
+
+    /// The first application traffic secrets and the keys of epoch 0.
+    fn secrets(trace: &mut Option<Box<Trace>>, secrets: &DirectionalSecrets) {
+        if trace.is_none() {
+            return;
+        }
+        for (names, secret) in [
+            (
+                ["app_i2r_0_secret", "app_i2r_0_key", "app_i2r_0_iv"],
+                &secrets.i2r,
+            ),
+            (
+                ["app_r2i_0_secret", "app_r2i_0_key", "app_r2i_0_iv"],
+                &secrets.r2i,
+            ),
+        ] {
+            let key = secret.traffic_key();
+            Self::record(trace, names[0], secret.as_bytes());
+            Self::record(trace, names[1], key.key());
+            Self::record(trace, names[2], key.iv());
+        }
     }
 }
 
@@ -340,7 +360,7 @@ impl InitiatorExpectServerHello {
         let schedule = KeySchedule::new(&secret);
         Trace::record(&mut self.trace, "prk", schedule.prk());
         let keys = schedule.handshake_keys(&th3);
-        Trace::keys(&mut self.trace, "hs", &keys);
+        Trace::keys(&mut self.trace, &keys);
         let state = InitiatorExpectResponderIdentity {
             transcript: self.transcript,
             schedule,
@@ -466,10 +486,10 @@ impl ResponderVerified {
         )?;
         let th7 = s.transcript.hash();
         Trace::record(&mut s.trace, "th7", &th7);
-        let keys = s.schedule.application_keys(&th7);
-        Trace::keys(&mut s.trace, "app", &keys);
+        let secrets = s.schedule.application_secrets(&th7);
+        Trace::secrets(&mut s.trace, &secrets);
         let established = Established {
-            session: Session::new(Role::Initiator, &keys),
+            session: Session::new(Role::Initiator, secrets),
             peer: self.peer,
             transcript_hash: th7,
             trace: s.trace,
@@ -638,7 +658,7 @@ impl ResponderExpectKeyTransport {
         let schedule = KeySchedule::new(&secret);
         Trace::record(&mut self.trace, "prk", schedule.prk());
         let keys = schedule.handshake_keys(&th3);
-        Trace::keys(&mut self.trace, "hs", &keys);
+        Trace::keys(&mut self.trace, &keys);
         let mut sealer = Sealer::new(&keys.r2i);
         let mut out = Vec::new();
 
@@ -727,10 +747,10 @@ impl ResponderExpectInitiatorAuth {
         )?;
         let th7 = s.transcript.hash();
         Trace::record(&mut s.trace, "th7", &th7);
-        let keys = s.schedule.application_keys(&th7);
-        Trace::keys(&mut s.trace, "app", &keys);
+        let secrets = s.schedule.application_secrets(&th7);
+        Trace::secrets(&mut s.trace, &secrets);
         Ok(Established {
-            session: Session::new(Role::Responder, &keys),
+            session: Session::new(Role::Responder, secrets),
             peer: self.peer,
             transcript_hash: th7,
             trace: s.trace,

@@ -243,22 +243,31 @@ fn truncated_or_extended_flights_fail() {
     }
 }
 
+/// A version-1 peer gets a clear version error, both ways: our responder
+/// refuses its ClientHello (and sends a Refusal naming version 2); our
+/// initiator, refused by a version-1 responder, reports that the peer
+/// speaks only version 1.
 #[test]
-fn unknown_version_is_refused_with_a_reason() {
+fn a_version_1_peer_is_refused_with_both_versions() {
     let h = honest();
     let mut m1 = h.flights[0].clone();
-    m1[9] = 2; // the version byte: 4 length, 1 type, 4 magic
+    m1[9] = 1; // the version byte: 4 length, 1 type, 4 magic
     let err = Responder::read_client_hello(&m1).unwrap_err();
     assert_eq!(
         err,
-        ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 }
+        ProtocolError::UnsupportedVersion { theirs: 1, ours: 2 }
     );
-    // The responder's refusal tells the initiator which version it speaks.
+    assert_eq!(
+        refusal(RefusalReason::UnsupportedVersion),
+        [0, 0, 0, 3, 0x0F, 1, 2],
+        "Refusal: reason 1, we speak version 2"
+    );
+    // A version-1 responder's refusal names its version.
     let reply = frame::encode(
         FrameType::Refusal,
         &Refusal {
             reason: RefusalReason::UnsupportedVersion,
-            version: 2,
+            version: 1,
         }
         .encode(),
     );
@@ -269,7 +278,11 @@ fn unknown_version_is_refused_with_a_reason() {
         .unwrap_err();
     assert_eq!(
         err,
-        ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 }
+        ProtocolError::UnsupportedVersion { theirs: 1, ours: 2 }
+    );
+    assert_eq!(
+        err.to_string(),
+        "the peer speaks only chat protocol version 1; this program speaks version 2"
     );
     let busy = refusal(RefusalReason::Busy);
     assert_eq!(

@@ -1,9 +1,11 @@
-//! The protocol test vectors in `docs/vectors/session-v1.toml`: one whole
+//! The protocol test vectors in `docs/vectors/session-v2.toml`: one whole
 //! session with fixed keys and fixed randomness, every frame and every
-//! intermediate value. The file is regenerated here and must match byte for
-//! byte, and its recorded frames are replayed into fresh state machines and
-//! decrypted with the AES-GCM crate directly, by the formulas of
-//! `docs/PROTOCOL.md`. To rewrite it after an intended protocol change:
+//! intermediate value: the handshake, messages, a key update in each
+//! direction (two in one), and a small file transfer with a resume. The
+//! file is regenerated here and must match byte for byte, and its recorded
+//! frames are replayed into fresh state machines and decrypted with the
+//! AES-GCM crate directly, by the formulas of `docs/PROTOCOL.md`. To rewrite
+//! it after an intended protocol change:
 //! `CHAT_WRITE_VECTORS=1 cargo test --lib vectors`.
 
 use std::collections::BTreeMap;
@@ -18,19 +20,32 @@ use rand::rngs::ChaCha20Rng;
 
 use super::{Established, Initiator, Responder};
 use crate::crypto::PrivateKey;
+use crate::crypto::schedule::TrafficSecret;
 use crate::protocol::{CloseReason, MAX_HANDSHAKE_FRAME, MAX_RECORD_FRAME};
+use crate::session::Event;
+use crate::transfer::{
+    Entry, FileHasher, Manifest, Reaction, ReceiverAction, SaveOutcome, SenderAction, Transfers,
+};
+use crate::wire::file::FileRecord;
 use crate::wire::{FrameDecoder, FrameType};
 
 const INITIATOR_SEED: [u8; 32] = [0x11; 32];
 const RESPONDER_SEED: [u8; 32] = [0x22; 32];
 const CHUNK: usize = 16;
 
+/// The file the initiator sends, of which the responder already holds the
+/// first [`HELD`] bytes; and the empty file that goes with it.
+const FILE_0: &[u8] = b"chat v2 vectors: a file of 40 bytes.\n\x00\x01\xff";
+const FILE_0_PATH: &str = "hello.txt";
+const FILE_1_PATH: [&str; 2] = ["notes", "empty.txt"];
+const HELD: usize = 16;
+
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors")
 }
 
 fn vector_file() -> PathBuf {
-    vectors_dir().join("session-v1.toml")
+    vectors_dir().join("session-v2.toml")
 }
 
 fn key(name: &str) -> PrivateKey {
@@ -68,6 +83,15 @@ fn name_of(typ: u8) -> &'static str {
         FrameType::Keepalive => "KEEPALIVE",
         FrameType::Close => "CLOSE",
         FrameType::Done => "DONE",
+        FrameType::KeyUpdate => "KEY_UPDATE",
+        FrameType::FileOffer => "FILE_OFFER",
+        FrameType::FileAccept => "FILE_ACCEPT",
+        FrameType::FileReject => "FILE_REJECT",
+        FrameType::FileStart => "FILE_START",
+        FrameType::FileData => "FILE_DATA",
+        FrameType::FileEnd => "FILE_END",
+        FrameType::FileVerdict => "FILE_VERDICT",
+        FrameType::FileCancel => "FILE_CANCEL",
     }
 }
 
@@ -88,7 +112,7 @@ struct Sealed {
 
 /// Everything the generated file says.
 struct Session {
-    values: BTreeMap<&'static str, Vec<u8>>,
+    values: BTreeMap<String, Vec<u8>>,
     frames: Vec<Recorded>,
 }
 
@@ -110,27 +134,56 @@ fn open_directly(key: &[u8], nonce: &[u8; 12], aad: &[u8], frame: &[u8]) -> Vec<
     body
 }
 
+/// Which key protects a flight's records.
+#[derive(Clone, Copy)]
+enum Keys {
+    /// Plaintext frames.
+    None,
+    /// A handshake key, by name.
+    Handshake(&'static str),
+    /// The sender's application key of the current epoch, which moves on
+    /// after each KEY_UPDATE.
+    Application,
+}
+
 impl Session {
     /// Records a flight from one side, decrypting sealed frames with the key
-    /// named `key_name` (its `_key` and `_iv` values) and numbering them.
+    /// they were sealed under (its `_key` and `_iv` values) and numbering
+    /// them per key.
     fn record(
         &mut self,
         from: &'static str,
         flight: &[u8],
-        key_name: Option<&str>,
+        keys: Keys,
         counters: &mut BTreeMap<String, u64>,
     ) {
         for frame in split(flight) {
+            let key_name = match keys {
+                Keys::None => None,
+                Keys::Handshake(name) => Some(name.to_string()),
+                Keys::Application => {
+                    let direction = if from == "initiator" { "i2r" } else { "r2i" };
+                    let epoch = counters
+                        .get(&format!("epoch_{direction}"))
+                        .copied()
+                        .unwrap_or(0);
+                    Some(format!("app_{direction}_{epoch}"))
+                }
+            };
             let sealed = key_name.map(|key_name| {
-                let seq = counters.entry(key_name.to_string()).or_default();
-                let nonce = nonce(&self.values[iv_name(key_name)], *seq);
+                let seq = counters.entry(key_name.clone()).or_default();
+                let nonce = nonce(&self.values[&format!("{key_name}_iv")], *seq);
                 let mut aad = [0u8; 13];
                 aad[..5].copy_from_slice(&frame[..5]);
                 aad[5..].copy_from_slice(&seq.to_be_bytes());
-                let plaintext =
-                    open_directly(&self.values[key_value_name(key_name)], &nonce, &aad, &frame);
+                let plaintext = open_directly(
+                    &self.values[&format!("{key_name}_key")],
+                    &nonce,
+                    &aad,
+                    &frame,
+                );
                 let sealed = Sealed {
-                    key_name: key_name.to_string(),
+                    key_name,
                     seq: *seq,
                     nonce,
                     aad,
@@ -139,6 +192,10 @@ impl Session {
                 *seq += 1;
                 sealed
             });
+            if frame[4] == FrameType::KeyUpdate as u8 {
+                let direction = if from == "initiator" { "i2r" } else { "r2i" };
+                *counters.entry(format!("epoch_{direction}")).or_default() += 1;
+            }
             self.frames.push(Recorded {
                 from,
                 frame,
@@ -148,30 +205,10 @@ impl Session {
     }
 }
 
-fn key_value_name(key: &str) -> &'static str {
-    match key {
-        "hs_i2r" => "hs_i2r_key",
-        "hs_r2i" => "hs_r2i_key",
-        "app_i2r" => "app_i2r_key",
-        "app_r2i" => "app_r2i_key",
-        _ => unreachable!(),
-    }
-}
-
-fn iv_name(key: &str) -> &'static str {
-    match key {
-        "hs_i2r" => "hs_i2r_iv",
-        "hs_r2i" => "hs_r2i_iv",
-        "app_i2r" => "app_i2r_iv",
-        "app_r2i" => "app_r2i_iv",
-        _ => unreachable!(),
-    }
-}
-
 /// Merges both sides' traces; a value both computed must agree.
-fn merge(values: &mut BTreeMap<&'static str, Vec<u8>>, established: &Established) {
+fn merge(values: &mut BTreeMap<String, Vec<u8>>, established: &Established) {
     for (name, value) in &established.trace.as_ref().unwrap().values {
-        if let Some(previous) = values.insert(name, value.clone()) {
+        if let Some(previous) = values.insert(name.to_string(), value.clone()) {
             assert_eq!(&previous, value, "the two sides disagree on {name}");
         }
     }
@@ -215,35 +252,58 @@ fn run() -> Session {
     merge(&mut session.values, &bob);
     assert_eq!(ada.transcript_hash, bob.transcript_hash);
 
-    session.record("initiator", &m1, None, &mut counters);
-    session.record("responder", &m2, None, &mut counters);
-    session.record("initiator", &m3, None, &mut counters);
-    session.record("responder", &m45, Some("hs_r2i"), &mut counters);
-    session.record("initiator", &m67, Some("hs_i2r"), &mut counters);
+    session.record("initiator", &m1, Keys::None, &mut counters);
+    session.record("responder", &m2, Keys::None, &mut counters);
+    session.record("initiator", &m3, Keys::None, &mut counters);
+    session.record("responder", &m45, Keys::Handshake("hs_r2i"), &mut counters);
+    session.record("initiator", &m67, Keys::Handshake("hs_i2r"), &mut counters);
+
+    // The later epochs' secrets, keys and IVs: the script updates the
+    // initiator's key twice and the responder's once.
+    for (direction, epochs) in [("i2r", 2), ("r2i", 1)] {
+        let name = |n: u32, what: &str| format!("app_{direction}_{n}_{what}");
+        let mut secret = TrafficSecret::new(
+            session.values[&name(0, "secret")]
+                .clone()
+                .try_into()
+                .unwrap(),
+        );
+        for epoch in 1..=epochs {
+            secret = secret.next();
+            let key = secret.traffic_key();
+            session
+                .values
+                .insert(name(epoch, "secret"), secret.as_bytes().to_vec());
+            session
+                .values
+                .insert(name(epoch, "key"), key.key().to_vec());
+            session.values.insert(name(epoch, "iv"), key.iv().to_vec());
+        }
+    }
 
     script(&mut ada, &mut bob, |from, flight| {
-        let key = if from == "initiator" {
-            "app_i2r"
-        } else {
-            "app_r2i"
-        };
-        session.record(from, flight, Some(key), &mut counters);
+        session.record(from, flight, Keys::Application, &mut counters);
     });
+    assert_eq!(counters["epoch_i2r"], 2);
+    assert_eq!(counters["epoch_r2i"], 1);
     session
 }
 
 /// The documented exchange after the handshake (docs/PROTOCOL.md, section
-/// 13): each flight is passed to `flight` and delivered to the other side.
+/// 14): each flight is passed to `flight` and delivered to the other side.
 fn script(
     ada: &mut Established,
     bob: &mut Established,
     mut flight: impl FnMut(&'static str, &[u8]),
 ) {
+    let (mut ada_files, mut bob_files) = (Transfers::new(), Transfers::new());
+
+    // Messages, as in version 1.
     let mut out = Vec::new();
     let text = b"Hello, Bob! This message spans three records.";
     ada.session.send().message(text, CHUNK, &mut out).unwrap();
     flight("initiator", &out);
-    deliver(bob, &out);
+    deliver(bob, &mut bob_files, &out, &mut Vec::new());
 
     let mut out = Vec::new();
     bob.session.send().receipt(1, &mut out).unwrap();
@@ -252,35 +312,184 @@ fn script(
         .message(b"Hi Ada.", CHUNK, &mut out)
         .unwrap();
     flight("responder", &out);
-    deliver(ada, &out);
+    deliver(ada, &mut ada_files, &out, &mut Vec::new());
 
+    // Ada acknowledges, updates her key, and offers a file and a folder
+    // holding an empty file.
     let mut out = Vec::new();
     ada.session.send().receipt(1, &mut out).unwrap();
-    ada.session.send().keepalive(&mut out).unwrap();
+    ada.session.send().update_key(&mut out).unwrap();
+    let manifest = Manifest::new(vec![
+        Entry {
+            path: vec![FILE_0_PATH.into()],
+            size: FILE_0.len() as u64,
+        },
+        Entry {
+            path: FILE_1_PATH.iter().map(|s| s.to_string()).collect(),
+            size: 0,
+        },
+    ])
+    .unwrap();
+    let (id, offer) = ada_files.outgoing.offer(manifest).unwrap();
+    ada.session.send().file(&offer, &mut out).unwrap();
+    flight("initiator", &out);
+    assert_eq!(
+        deliver(bob, &mut bob_files, &out, &mut Vec::new()),
+        [Got::Offered(1)]
+    );
+
+    // Bob updates his key and accepts, proposing to resume the first file
+    // from the 16 bytes he holds.
+    let mut out = Vec::new();
+    bob.session.send().update_key(&mut out).unwrap();
+    let mut held = FileHasher::new();
+    held.update(&FILE_0[..HELD]);
+    for action in bob_files.incoming.accept(id, vec![(0, held)]).unwrap() {
+        let ReceiverAction::Send(record) = action else {
+            panic!("{action:?}")
+        };
+        bob.session.send().file(&record, &mut out).unwrap();
+    }
+    flight("responder", &out);
+    let actions = deliver_sender(ada, &mut ada_files, &out);
+    assert_eq!(
+        actions,
+        [SenderAction::Accepted {
+            id,
+            resume: vec![(0, HELD as u64)]
+        }]
+    );
+
+    // Ada's prefix matches: she sends the rest of the first file in two
+    // records with a key update between them, then the empty file, and DONE.
+    let mut out = Vec::new();
+    let next = ada_files.outgoing.next().unwrap();
+    let mut prefix = FileHasher::new();
+    prefix.update(&FILE_0[..next.resume.unwrap() as usize]);
+    let (offset, start) = ada_files.outgoing.start(id, 0, Some(prefix)).unwrap();
+    assert_eq!(offset, HELD as u64);
+    ada.session.send().file(&start, &mut out).unwrap();
+    for (i, piece) in FILE_0[HELD..].chunks(CHUNK).enumerate() {
+        if i == 1 {
+            ada.session.send().update_key(&mut out).unwrap();
+        }
+        ada_files.outgoing.data(piece).unwrap();
+        ada.session
+            .send()
+            .file(&FileRecord::Data(piece), &mut out)
+            .unwrap();
+    }
+    let end = ada_files.outgoing.end().unwrap();
+    ada.session.send().file(&end, &mut out).unwrap();
+    let (_, start) = ada_files.outgoing.start(id, 1, None).unwrap();
+    ada.session.send().file(&start, &mut out).unwrap();
+    let end = ada_files.outgoing.end().unwrap();
+    ada.session.send().file(&end, &mut out).unwrap();
     ada.session.send().done(&mut out).unwrap();
     flight("initiator", &out);
-    deliver(bob, &out);
 
-    let mut out = Vec::new();
+    // Bob saves both (the first file's SHA-256 covers his 16 bytes and the
+    // 24 that came), sends the verdicts, and says goodbye.
+    let mut answer = Vec::new();
+    let got = deliver(bob, &mut bob_files, &out, &mut answer);
+    let mut received = FILE_0[..HELD].to_vec();
+    for action in &got {
+        if let Got::Write(data) = action {
+            received.extend_from_slice(data);
+        }
+    }
+    assert_eq!(received, FILE_0);
+    assert_eq!(got[0], Got::Open(HELD as u64));
+    assert_eq!(
+        got[3..],
+        [Got::Saved, Got::Open(0), Got::Saved, Got::Finished(1)]
+    );
+    let mut out = answer;
     bob.session
         .send()
         .close(CloseReason::Goodbye, &mut out)
         .unwrap();
     flight("responder", &out);
-    deliver(ada, &out);
+    let actions = deliver_sender(ada, &mut ada_files, &out);
+    assert_eq!(actions.last(), Some(&SenderAction::Finished { id }));
 }
 
-/// Feeds records to a side and checks they open.
-fn deliver(side: &mut Established, stream: &[u8]) {
+/// What the receiving side's edge was asked to do, owned.
+#[derive(Debug, PartialEq, Eq)]
+enum Got {
+    Offered(u64),
+    Open(u64),
+    Write(Vec<u8>),
+    Saved,
+    Finished(u64),
+}
+
+/// Feeds records to a side; its file records go to its transfers. A file
+/// to save is saved at once (the vectors' edge cannot fail), as the
+/// receiving side requires before it takes the next record; the records it
+/// answers with are sealed into `out`. Returns what the edge was asked.
+fn deliver(
+    side: &mut Established,
+    files: &mut Transfers,
+    stream: &[u8],
+    out: &mut Vec<u8>,
+) -> Vec<Got> {
+    let mut got = Vec::new();
     for mut frame in split(stream) {
-        side.session.recv().open(&mut frame).unwrap();
+        if let Event::File(record) = side.session.recv().open(&mut frame).unwrap() {
+            let Reaction::Incoming(actions) =
+                files.handle(record, std::time::Instant::now()).unwrap()
+            else {
+                panic!("no offers of ours here");
+            };
+            for action in actions {
+                match action {
+                    ReceiverAction::Offered { id, .. } => got.push(Got::Offered(id)),
+                    ReceiverAction::Open { offset, .. } => got.push(Got::Open(offset)),
+                    ReceiverAction::Write { data, .. } => got.push(Got::Write(data.to_vec())),
+                    ReceiverAction::Save { .. } => {
+                        got.push(Got::Saved);
+                        for action in files.incoming.saved(SaveOutcome::Saved).unwrap() {
+                            match action {
+                                ReceiverAction::Send(record) => {
+                                    side.session.send().file(&record, out).unwrap()
+                                }
+                                ReceiverAction::Finished { id } => got.push(Got::Finished(id)),
+                                other => panic!("{other:?}"),
+                            }
+                        }
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+        }
     }
+    got
+}
+
+/// Feeds records to the side that sends files, returning its actions.
+fn deliver_sender(
+    side: &mut Established,
+    files: &mut Transfers,
+    stream: &[u8],
+) -> Vec<SenderAction> {
+    let mut actions = Vec::new();
+    for mut frame in split(stream) {
+        if let Event::File(record) = side.session.recv().open(&mut frame).unwrap() {
+            match files.handle(record, std::time::Instant::now()).unwrap() {
+                Reaction::Outgoing(more) => actions.extend(more),
+                Reaction::Incoming(_) => panic!("no offers of the peer's here"),
+            }
+        }
+    }
+    actions
 }
 
 fn render(session: &Session) -> String {
     let mut t = String::new();
     t.push_str(
-        "# chat protocol v1: one whole session, every frame and intermediate value.\n\
+        "# chat protocol v2: one whole session, every frame and intermediate value:\n\
+         # the handshake, messages, key updates in both directions, a file transfer.\n\
          # Specified in docs/PROTOCOL.md; generated and replayed by src/handshake/vectors.rs.\n\
          # All byte strings are lowercase hex. Keys are the PEM files in keys/.\n\
          # The random values (nonces, secret, OAEP seed, PSS salts) are listed under\n\
@@ -294,6 +503,9 @@ fn render(session: &Session) -> String {
     t.push_str("initiator_nickname = \"ada\"\n");
     t.push_str("responder_nickname = \"bob\"\n");
     let _ = writeln!(t, "chunk_size = {CHUNK}");
+    let _ = writeln!(t, "file_0_path = \"{FILE_0_PATH}\"");
+    let _ = writeln!(t, "file_0_held = {HELD}");
+    let _ = writeln!(t, "file_1_path = \"{}\"", FILE_1_PATH.join("/"));
     let _ = writeln!(
         t,
         "initiator_chacha20_seed = \"{}\"",
@@ -337,7 +549,7 @@ fn render(session: &Session) -> String {
     t
 }
 
-const VALUE_ORDER: [&str; 21] = [
+const VALUE_ORDER: [&str; 36] = [
     "nonce_i",
     "nonce_r",
     "session_secret",
@@ -353,18 +565,43 @@ const VALUE_ORDER: [&str; 21] = [
     "th6",
     "initiator_pss_salt",
     "th7",
-    "app_i2r_key",
-    "app_i2r_iv",
-    "app_r2i_key",
-    "app_r2i_iv",
+    "app_i2r_0_secret",
+    "app_i2r_0_key",
+    "app_i2r_0_iv",
+    "app_r2i_0_secret",
+    "app_r2i_0_key",
+    "app_r2i_0_iv",
+    "app_i2r_1_secret",
+    "app_i2r_1_key",
+    "app_i2r_1_iv",
+    "app_i2r_2_secret",
+    "app_i2r_2_key",
+    "app_i2r_2_iv",
+    "app_r2i_1_secret",
+    "app_r2i_1_key",
+    "app_r2i_1_iv",
     "identity_i_fingerprint_sha256",
     "identity_r_fingerprint_sha256",
+    "file_0",
+    "file_0_prefix_sha256",
+    "file_0_sha256",
+    "file_1_sha256",
 ];
+
+fn sha256(data: &[u8]) -> Vec<u8> {
+    use sha2::Digest;
+    sha2::Sha256::digest(data).to_vec()
+}
 
 fn generate() -> String {
     let mut session = run();
+    let values = &mut session.values;
+    values.insert("file_0".into(), FILE_0.to_vec());
+    values.insert("file_0_prefix_sha256".into(), sha256(&FILE_0[..HELD]));
+    values.insert("file_0_sha256".into(), sha256(FILE_0));
+    values.insert("file_1_sha256".into(), sha256(b""));
     session.values.insert(
-        "identity_i_fingerprint_sha256",
+        "identity_i_fingerprint_sha256".into(),
         key("initiator.pem")
             .public()
             .fingerprint()
@@ -372,7 +609,7 @@ fn generate() -> String {
             .to_vec(),
     );
     session.values.insert(
-        "identity_r_fingerprint_sha256",
+        "identity_r_fingerprint_sha256".into(),
         key("responder.pem")
             .public()
             .fingerprint()
@@ -388,10 +625,10 @@ fn vector_file_is_reproduced_byte_for_byte() {
     if std::env::var_os("CHAT_WRITE_VECTORS").is_some() {
         fs::write(vector_file(), &generated).unwrap();
     }
-    let on_disk = fs::read_to_string(vector_file()).expect("docs/vectors/session-v1.toml");
+    let on_disk = fs::read_to_string(vector_file()).expect("docs/vectors/session-v2.toml");
     assert!(
         on_disk == generated,
-        "docs/vectors/session-v1.toml differs from what the code produces; if the protocol \
+        "docs/vectors/session-v2.toml differs from what the code produces; if the protocol \
          change is intended, rerun with CHAT_WRITE_VECTORS=1 and update docs/PROTOCOL.md"
     );
 }
@@ -485,9 +722,44 @@ fn recorded_frames_replay_through_both_roles() {
     }
     assert_eq!(
         records,
-        4 + 11,
-        "4 handshake records; 4 + 2 records of two messages, 2 receipts, keepalive, done, close"
+        4 + 23,
+        "4 handshake records; 4 + 2 of two messages, 2 receipts, 3 key updates, 10 file \
+         records, done, close"
     );
+
+    // Every application secret, key and IV, by the formulas of section 6
+    // applied with HMAC-SHA256 directly (HKDF-Expand of at most 32 bytes
+    // is one HMAC block).
+    use hmac::{KeyInit, Mac};
+    let block = |prk: &[u8], info: &[&[u8]]| -> Vec<u8> {
+        let mut mac = <hmac::Hmac<sha2::Sha256> as KeyInit>::new_from_slice(prk).unwrap();
+        for part in info {
+            mac.update(part);
+        }
+        mac.update(&[1]);
+        mac.finalize().into_bytes().to_vec()
+    };
+    let prk = hex_field(values, "prk");
+    let th7 = hex_field(values, "th7");
+    for (direction, epochs) in [("i2r", 2), ("r2i", 1)] {
+        let name = |n: u32, what: &str| format!("app_{direction}_{n}_{what}");
+        let label = format!("chat v2 app {direction} secret");
+        let mut secret = block(&prk, &[label.as_bytes(), &th7]);
+        for epoch in 0..=epochs {
+            assert_eq!(hex_field(values, &name(epoch, "secret")), secret);
+            assert_eq!(
+                hex_field(values, &name(epoch, "key")),
+                block(&secret, &[b"chat v2 traffic key"])
+            );
+            assert_eq!(
+                hex_field(values, &name(epoch, "iv")),
+                block(&secret, &[b"chat v2 traffic iv"])[..12]
+            );
+            secret = block(&secret, &[b"chat v2 traffic update"]);
+        }
+    }
+    assert_eq!(hex_field(values, "file_0"), FILE_0);
+    assert_eq!(hex_field(values, "file_0_sha256"), sha256(FILE_0));
 }
 
 #[test]

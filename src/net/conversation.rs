@@ -495,8 +495,12 @@ impl Sender {
                 w.outbox.push(start);
             }
             if length > 0 {
-                if let Err(e) = w.send.chunk_in_place(&mut frame) {
+                let mut key_update = Vec::new();
+                if let Err(e) = w.send.chunk_in_place(&mut frame, &mut key_update) {
                     return Err(self.failed(w, e));
+                }
+                if !key_update.is_empty() {
+                    w.outbox.push(key_update);
                 }
                 w.outbox.push(frame);
             }
@@ -894,7 +898,14 @@ fn handle(
                 shared.changed.notify_all();
             }
         }
-        Event::Keepalive => {}
+        Event::Keepalive | Event::KeyUpdate { .. } => {}
+        // Files are not handled at this edge yet (issue 13): a peer that
+        // offers one is refused like any record we cannot take.
+        Event::File(_) => {
+            return Err(
+                ProtocolError::PeerMisbehaved("file records are not supported here yet").into(),
+            );
+        }
         Event::Done => handler.peer_done(),
         Event::Close { reason, .. } => {
             shared.ended.set();

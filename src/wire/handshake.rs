@@ -217,12 +217,24 @@ mod tests {
         };
         let body = hello.encode();
         assert_eq!(ClientHello::decode(&body).unwrap(), hello);
-        let mut other_version = body.clone();
-        other_version[4] = 2;
-        other_version.push(0); // a v2 hello may be longer: still a version error
+        // A version-1 hello (the same length) and a later one (perhaps
+        // longer) are both version errors, naming both versions.
+        let mut v1 = body.clone();
+        v1[4] = 1;
         assert_eq!(
-            ClientHello::decode(&other_version).unwrap_err(),
-            ProtocolError::UnsupportedVersion { theirs: 2, ours: 1 }
+            ClientHello::decode(&v1).unwrap_err(),
+            ProtocolError::UnsupportedVersion { theirs: 1, ours: 2 }
+        );
+        let mut v3 = body.clone();
+        v3[4] = 3;
+        v3.push(0);
+        assert_eq!(
+            ClientHello::decode(&v3).unwrap_err(),
+            ProtocolError::UnsupportedVersion { theirs: 3, ours: 2 }
+        );
+        assert_eq!(
+            ProtocolError::UnsupportedVersion { theirs: 1, ours: 2 }.to_string(),
+            "the peer speaks only chat protocol version 1; this program speaks version 2"
         );
         assert_eq!(
             ClientHello::decode(b"GET / HTTP/1.1").unwrap_err(),
@@ -239,7 +251,7 @@ mod tests {
             (
                 |b| ServerHello::decode(b).is_ok(),
                 ServerHello {
-                    version: 1,
+                    version: VERSION,
                     nonce: [1; 32],
                     transient: &[3; 30],
                 }

@@ -5,6 +5,7 @@
 //! and rejects trailing bytes; nothing is allocated from a length the peer
 //! chose without first checking it against a fixed limit.
 
+pub mod file;
 pub mod frame;
 pub mod handshake;
 pub mod record;
@@ -47,6 +48,24 @@ pub enum FrameType {
     Close = 0x15,
     /// No more messages from this side, encrypted.
     Done = 0x16,
+    /// The last record under the sender's current key, encrypted.
+    KeyUpdate = 0x17,
+    /// An offer of files: the manifest, encrypted.
+    FileOffer = 0x18,
+    /// The receiver accepts an offer, with resume proposals; encrypted.
+    FileAccept = 0x19,
+    /// The receiver declines an offer; encrypted.
+    FileReject = 0x1A,
+    /// Where one file's data starts; encrypted.
+    FileStart = 0x1B,
+    /// A chunk of the current file, encrypted.
+    FileData = 0x1C,
+    /// The end of the current file and its SHA-256, encrypted.
+    FileEnd = 0x1D,
+    /// The receiver's verdict on one file, encrypted.
+    FileVerdict = 0x1E,
+    /// Either side stops an offer; encrypted.
+    FileCancel = 0x1F,
 }
 
 impl FrameType {
@@ -68,6 +87,15 @@ impl FrameType {
             0x14 => Self::Keepalive,
             0x15 => Self::Close,
             0x16 => Self::Done,
+            0x17 => Self::KeyUpdate,
+            0x18 => Self::FileOffer,
+            0x19 => Self::FileAccept,
+            0x1A => Self::FileReject,
+            0x1B => Self::FileStart,
+            0x1C => Self::FileData,
+            0x1D => Self::FileEnd,
+            0x1E => Self::FileVerdict,
+            0x1F => Self::FileCancel,
             _ => return None,
         })
     }
@@ -119,6 +147,11 @@ impl<'a> Reader<'a> {
         Ok(u16::from_be_bytes(self.array()?))
     }
 
+    /// A big-endian `u32`.
+    pub fn u32(&mut self) -> Result<u32, ProtocolError> {
+        Ok(u32::from_be_bytes(self.array()?))
+    }
+
     /// A big-endian `u64`.
     pub fn u64(&mut self) -> Result<u64, ProtocolError> {
         Ok(u64::from_be_bytes(self.array()?))
@@ -134,6 +167,11 @@ impl<'a> Reader<'a> {
     pub fn opaque16(&mut self) -> Result<&'a [u8], ProtocolError> {
         let n = self.u16()?;
         self.take(n.into())
+    }
+
+    /// How many bytes are left.
+    pub fn remaining(&self) -> usize {
+        self.bytes.len()
     }
 
     /// Everything that is left.
@@ -188,10 +226,17 @@ mod tests {
 
     #[test]
     fn frame_type_bytes_round_trip() {
+        let mut known = 0;
         for byte in 0..=255u8 {
             if let Some(t) = FrameType::from_byte(byte) {
                 assert_eq!(t as u8, byte);
+                known += 1;
             }
         }
+        assert_eq!(
+            known,
+            8 + 16,
+            "eight handshake types, 0x10 to 0x1F after it"
+        );
     }
 }

@@ -80,6 +80,29 @@ impl Close {
     }
 }
 
+/// KEY_UPDATE: `epoch: u64`, the epoch of the key that protects the
+/// sender's records from the next one on (1 for the first update).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyUpdate {
+    /// The new epoch.
+    pub epoch: u64,
+}
+
+impl KeyUpdate {
+    /// The body.
+    pub fn encode(&self) -> [u8; 8] {
+        self.epoch.to_be_bytes()
+    }
+
+    /// Decodes a body.
+    pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
+        let mut r = Reader::new("KEY_UPDATE", body);
+        let update = Self { epoch: r.u64()? };
+        r.finish()?;
+        Ok(update)
+    }
+}
+
 /// Checks that a body is empty (KEEPALIVE, DONE).
 pub fn decode_empty(what: &'static str, body: &[u8]) -> Result<(), ProtocolError> {
     Reader::new(what, body).finish()
@@ -107,5 +130,9 @@ mod tests {
         assert!(Close::decode(&[]).is_err());
         assert!(decode_empty("KEEPALIVE", &[0]).is_err());
         assert!(decode_empty("KEEPALIVE", &[]).is_ok());
+        let update = KeyUpdate { epoch: 1 << 40 };
+        assert_eq!(KeyUpdate::decode(&update.encode()).unwrap(), update);
+        assert!(KeyUpdate::decode(&[0; 7]).is_err());
+        assert!(KeyUpdate::decode(&[0; 9]).is_err());
     }
 }

@@ -9,6 +9,13 @@ recovered rather than read: the nonces from the hellos, the session secret by
 OAEP decryption with keys/transient.pem, the OAEP seed and the PSS salts by
 inverting the RSA encodings. Sequence numbers are counted here, per key.
 
+Version 2 of the protocol adds key updates (a chain of traffic secrets per
+direction, PROTOCOL.md 6 and 7.2) and files (section 9): the key in force for
+each record is followed from the KEY_UPDATE records, each epoch's secret, key
+and IV derived here; the file records are decoded, their names checked by the
+rules of 9.3, and the transfer followed from offer to verdict, resume
+included, with every SHA-256 recomputed.
+
 Usage: python3 tests/interop/check_vectors.py docs/vectors
 
 Prints one line per check and exits 0 only if every check passes; the first
@@ -34,7 +41,9 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 # Constants from PROTOCOL.md
 # --------------------------------------------------------------------------
 
-# Section 4.1: type -> (name, sent by, protection).
+# Section 4.1: type -> (name, sent by, protection). The file records are sent
+# by the side that offers the files or the side offered them, whichever that
+# is; "either" here, and the roles are checked by the transfer rules (9.10).
 FRAME_TYPES = {
     0x01: ("ClientHello", "initiator", "plaintext"),
     0x02: ("ServerHello", "responder", "plaintext"),
@@ -51,10 +60,22 @@ FRAME_TYPES = {
     0x14: ("KEEPALIVE", "either", "app"),
     0x15: ("CLOSE", "either", "app"),
     0x16: ("DONE", "either", "app"),
+    0x17: ("KEY_UPDATE", "either", "app"),
+    0x18: ("FILE_OFFER", "either", "app"),
+    0x19: ("FILE_ACCEPT", "either", "app"),
+    0x1A: ("FILE_REJECT", "either", "app"),
+    0x1B: ("FILE_START", "either", "app"),
+    0x1C: ("FILE_DATA", "either", "app"),
+    0x1D: ("FILE_END", "either", "app"),
+    0x1E: ("FILE_VERDICT", "either", "app"),
+    0x1F: ("FILE_CANCEL", "either", "app"),
 }
 T_CLIENT_HELLO, T_SERVER_HELLO, T_KEY_TRANSPORT = 0x01, 0x02, 0x03
 T_RESP_IDENTITY, T_RESP_AUTH, T_INIT_IDENTITY, T_INIT_AUTH = 0x04, 0x05, 0x06, 0x07
 T_START, T_DATA, T_END, T_RECEIPT, T_KEEPALIVE, T_CLOSE, T_DONE = range(0x10, 0x17)
+T_KEY_UPDATE = 0x17
+(T_FILE_OFFER, T_FILE_ACCEPT, T_FILE_REJECT, T_FILE_START, T_FILE_DATA, T_FILE_END,
+ T_FILE_VERDICT, T_FILE_CANCEL) = range(0x18, 0x20)
 
 HANDSHAKE_ORDER = [  # m1 .. m7, section 1 and 5.8
     T_CLIENT_HELLO, T_SERVER_HELLO, T_KEY_TRANSPORT,
@@ -62,13 +83,17 @@ HANDSHAKE_ORDER = [  # m1 .. m7, section 1 and 5.8
 ]
 
 MAGIC = b"chat"                       # 5.1
-VERSION = 0x01                        # 5.1, 5.2
+VERSION = 0x02                        # 5.1, 5.2
 NONCE_LEN = 32                        # 5.1, 5.2
 SECRET_LEN = 32                       # 5.4
 OAEP_LABEL = b"chat v1 session secret"  # 3, 5.4
 HKDF_SALT = b"chat v1"                # 6
 SIG_CONTEXT_RESPONDER = b"chat v1 responder signature"  # 5.6
 SIG_CONTEXT_INITIATOR = b"chat v1 initiator signature"  # 5.6
+APP_SECRET_LABEL = "chat v2 app {direction} secret"  # 6
+TRAFFIC_KEY_LABEL = b"chat v2 traffic key"          # 6
+TRAFFIC_IV_LABEL = b"chat v2 traffic iv"            # 6
+TRAFFIC_UPDATE_LABEL = b"chat v2 traffic update"    # 6, 7.2
 PSS_SALT_LEN = 32                     # 3, 5.6
 TAG_LEN = 16                          # 3, 7
 IV_LEN = 12                           # 6
@@ -78,11 +103,24 @@ HANDSHAKE_FRAME_LIMIT = 4096          # 11
 SESSION_FRAME_LIMIT = 1 + 262_144 + 16  # 11
 MAX_CHUNK = 262_144                   # 8, 11
 DEFAULT_MESSAGE_LIMIT = 2**32         # 11
-MAX_SEQ = 2**64 - 2                   # 7, 11
+MAX_RECORDS_PER_KEY = 2**32          # 7.1
+MAX_BYTES_PER_KEY = 2**38            # 7.1
+KEY_UPDATE_BYTES = 2**30             # 7.2, the default triggers
+KEY_UPDATE_RECORDS = 2**24           # 7.2
+
+# Section 9.
+MAX_OPEN_OFFERS = 8
+MAX_ENTRIES = 4096
+MAX_DEPTH = 32
+MAX_NAME_BYTES = 255
+REJECT_REASONS = {1: "declined", 2: "expired", 3: "unsafe name", 4: "too large",
+                  5: "not accepting"}
+VERDICTS = {0: "saved", 1: "hash mismatch", 2: "could not write"}
+CANCEL_REASONS = {0: "answer", 1: "user", 2: "could not read", 3: "could not write"}
 
 CLOSE_REASONS = {0: "goodbye", 1: "untrusted", 2: "too large", 3: "busy", 4: "protocol error"}
 
-# Section 13: the scenario the vector file records.
+# Section 14: the scenario the vector file records.
 EXPECTED_MESSAGES = {
     "initiator": [b"Hello, Bob! This message spans three records."],
     "responder": [b"Hi Ada."],
@@ -288,14 +326,29 @@ def expand(prk: bytes, label: str, th: bytes, length: int) -> bytes:
     return hkdf_expand(prk, label.encode("ascii") + th, length)
 
 
-def derive_keys(prk: bytes, phase: str, th: bytes) -> dict[str, bytes]:
-    """phase is "hs" or "app"; returns {"<phase>_<dir>_key": ..., "<phase>_<dir>_iv": ...}."""
+def derive_handshake_keys(prk: bytes, th3: bytes) -> dict[str, bytes]:
+    """Section 6: {"hs_<dir>_key": ..., "hs_<dir>_iv": ...}."""
     out = {}
     for direction in ("i2r", "r2i"):
-        label = f"chat v1 {phase} {direction}"
-        out[f"{phase}_{direction}_key"] = expand(prk, f"{label} key", th, KEY_LEN)
-        out[f"{phase}_{direction}_iv"] = expand(prk, f"{label} iv", th, IV_LEN)
+        label = f"chat v1 hs {direction}"
+        out[f"hs_{direction}_key"] = expand(prk, f"{label} key", th3, KEY_LEN)
+        out[f"hs_{direction}_iv"] = expand(prk, f"{label} iv", th3, IV_LEN)
     return out
+
+
+def first_traffic_secret(prk: bytes, direction: str, th7: bytes) -> bytes:
+    """Section 6: the application traffic secret of epoch 0."""
+    return expand(prk, APP_SECRET_LABEL.format(direction=direction), th7, 32)
+
+
+def traffic_key(secret: bytes) -> tuple[bytes, bytes]:
+    """Section 6: key_n and iv_n from secret_n (HKDF-Expand keyed by the secret, label alone)."""
+    return hkdf_expand(secret, TRAFFIC_KEY_LABEL, KEY_LEN), hkdf_expand(secret, TRAFFIC_IV_LABEL, IV_LEN)
+
+
+def next_traffic_secret(secret: bytes) -> bytes:
+    """Section 6 and 7.2: secret_(n+1) from secret_n."""
+    return hkdf_expand(secret, TRAFFIC_UPDATE_LABEL, 32)
 
 
 def record_nonce(iv: bytes, seq: int) -> bytes:
@@ -308,18 +361,42 @@ def record_aad(length: int, frame_type: int, seq: int) -> bytes:
 
 @dataclass
 class RecordKey:
-    """One direction of one phase: key, IV and this side's own sequence count."""
+    """One direction's current key: key, IV and this side's own counts under it (7.1)."""
     name: str
     key: bytes
     iv: bytes
     seq: int = 0
+    sealed_bytes: int = 0
 
-    def next_seq(self) -> int:
+    def next_seq(self, plaintext_len: int) -> int:
         seq = self.seq
-        if seq > MAX_SEQ:
-            raise CheckFailed(f"{self.name}: sequence number limit reached")
+        if seq >= MAX_RECORDS_PER_KEY or self.sealed_bytes + plaintext_len > MAX_BYTES_PER_KEY:
+            raise CheckFailed(f"{self.name}: a key's hard limit passed")
         self.seq += 1
+        self.sealed_bytes += plaintext_len
         return seq
+
+
+@dataclass
+class TrafficChain:
+    """One direction's application traffic secrets (section 6, 7.2): the current epoch's key."""
+    direction: str
+    secret: bytes
+    epoch: int = 0
+    record_key: RecordKey = None  # type: ignore[assignment]
+
+    def __post_init__(self):
+        self.install()
+
+    def install(self) -> None:
+        key, iv = traffic_key(self.secret)
+        self.record_key = RecordKey(f"app_{self.direction}_{self.epoch}", key, iv)
+
+    def update(self, announced_epoch: int, what: str) -> None:
+        check_eq(f"{what}: KEY_UPDATE announces the next epoch", announced_epoch, self.epoch + 1)
+        self.secret = next_traffic_secret(self.secret)
+        self.epoch += 1
+        self.install()
 
 
 # --------------------------------------------------------------------------
@@ -361,7 +438,7 @@ def open_record(frame: Frame, rk: RecordKey) -> bytes:
     what = f"frame {frame.index} ({FRAME_TYPES[frame.type][0]})"
     entry = frame.entry
     check(f"{what}: record length {frame.length} >= 17", frame.length >= 1 + TAG_LEN)
-    seq = rk.next_seq()
+    seq = rk.next_seq(frame.length - 1 - TAG_LEN)
     nonce = record_nonce(rk.iv, seq)
     aad = record_aad(frame.length, frame.type, seq)
     check_eq(f"{what}: key in the file is {rk.name}", rk.name, entry["key"])
@@ -450,7 +527,8 @@ class SenderState:
     close_reason: int | None = None
 
 
-APP_BODY_LENGTHS = {T_START: 16, T_RECEIPT: 8, T_KEEPALIVE: 0, T_CLOSE: 1, T_DONE: 0}
+APP_BODY_LENGTHS = {T_START: 16, T_RECEIPT: 8, T_KEEPALIVE: 0, T_CLOSE: 1, T_DONE: 0,
+                    T_KEY_UPDATE: 8}
 
 
 def apply_app_record(frame: Frame, sender: SenderState, peer: SenderState) -> None:
@@ -495,7 +573,7 @@ def apply_app_record(frame: Frame, sender: SenderState, peer: SenderState) -> No
         check(f"{what}: id {msg_id} <= last message completely sent {peer.last_completed_id}",
               msg_id <= peer.last_completed_id)
         peer.last_acknowledged_id = msg_id
-    elif frame.type == T_KEEPALIVE:
+    elif frame.type in (T_KEEPALIVE, T_KEY_UPDATE):
         pass
     elif frame.type == T_DONE:
         check(f"{what}: not inside a message", sender.current_id is None)
@@ -507,8 +585,246 @@ def apply_app_record(frame: Frame, sender: SenderState, peer: SenderState) -> No
         check(f"{what}: no message of the sender is cut off", sender.current_id is None)
         check(f"{what}: no message of the peer is cut off", peer.current_id is None)
         sender.closed, sender.close_reason = True, reason
+    elif T_FILE_OFFER <= frame.type <= T_FILE_CANCEL:
+        pass  # section 9: apply_file_record
     else:
         raise CheckFailed(f"{what}: type 0x{frame.type:02x} is not an application record")
+
+
+# --------------------------------------------------------------------------
+# Files (section 9)
+# --------------------------------------------------------------------------
+
+BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}   # 9.3 rule 5
+INVISIBLE = {0x00AD, 0x200B, *range(0x2060, 0x2065), 0xFEFF}                      # rule 6
+RESERVED = set('<>:"|?*')                                                         # rule 7
+DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$",
+           *(f"COM{d}" for d in "0123456789¹²³"), *(f"LPT{d}" for d in "0123456789¹²³")}
+
+
+def name_rule_broken(name: str) -> int:
+    """Section 9.3: the number of a rule the name breaks, or 0 if it is safe."""
+    if not 1 <= len(name.encode("utf-8")) <= MAX_NAME_BYTES:
+        return 1
+    if name in (".", ".."):
+        return 2
+    if "/" in name or "\\" in name:
+        return 3
+    if any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in name):
+        return 4
+    if any(ord(c) in BIDI for c in name):
+        return 5
+    if any(ord(c) in INVISIBLE for c in name):
+        return 6
+    if any(c in RESERVED for c in name):
+        return 7
+    # White_Space (PropList.txt): Python's str.isspace() also counts U+001C to
+    # U+001F, which rule 4 has already refused.
+    if name[0].isspace() or name[-1].isspace():
+        return 8
+    if name.endswith("."):
+        return 9
+    if not unicodedata.is_normalized("NFC", name):
+        return 10
+    stem = name.split(".")[0].rstrip(" ")
+    ascii_upper = "".join(c.upper() if "a" <= c <= "z" else c for c in stem)
+    if ascii_upper in DEVICES:
+        return 11
+    return 0
+
+
+def manifest_problem(paths: list[list[str]]) -> str:
+    """Section 9.3, the manifest as a whole: "" if fine."""
+    keys = [tuple(n.lower() for n in p) for p in paths]
+    if len(set(keys)) != len(keys):
+        return "duplicate"
+    files = set(keys)
+    for k in keys:
+        if any(k[:d] in files for d in range(1, len(k))):
+            return "file-and-folder"
+    return ""
+
+
+def check_name_vectors(vectors: Path) -> None:
+    """names.toml: names and manifests with the rule each breaks, checked by 9.3 as written."""
+    data = tomllib.loads((vectors / "names.toml").read_text(encoding="utf-8"))
+    for entry in data["name"]:
+        name, rule = entry["value"], entry["rule"]
+        check_eq(f"names.toml: {name!r} breaks rule {rule}", name_rule_broken(name), rule)
+    for entry in data["manifest"]:
+        paths = [p.split("/") for p in entry["paths"]]
+        check_eq(f"names.toml: manifest {entry['paths']}", manifest_problem(paths), entry["problem"])
+
+
+@dataclass
+class Offer:
+    """One offer, as both sides see it (9.4 to 9.8)."""
+    id: int
+    entries: list[tuple[list[str], int]]
+    phase: str = "pending"            # pending, accepted, finished
+    resume: dict[int, tuple[int, bytes]] = field(default_factory=dict)
+    next_entry: int = 0
+    verdicts: dict[int, int] = field(default_factory=dict)
+
+
+@dataclass
+class InFlight:
+    offer: Offer
+    entry: int
+    offset: int
+    data: bytearray = field(default_factory=bytearray)
+
+
+@dataclass
+class FileDirection:
+    """The offers one side makes, and their files (section 9)."""
+    offerer: str
+    receiver: str
+    # What each side holds on disk, by path: the offerer's files; the receiver's partials.
+    source: dict[tuple[str, ...], bytes]
+    partials: dict[tuple[str, ...], bytes]
+    saved: dict[tuple[str, ...], bytes] = field(default_factory=dict)
+    last_id: int = 0
+    offers: dict[int, Offer] = field(default_factory=dict)
+    in_flight: InFlight | None = None
+    started: int | None = None
+    awaiting: list[tuple[int, int]] = field(default_factory=list)
+    data_bytes: int = 0
+
+
+def decode_offer(p: bytes, what: str) -> tuple[int, list[tuple[list[str], int]]]:
+    r = Reader(p, what)
+    offer_id = r.uint(8)
+    count = r.uint(2)
+    check(f"{what}: 1 to {MAX_ENTRIES} entries", 1 <= count <= MAX_ENTRIES, str(count))
+    entries = []
+    for _ in range(count):
+        size = r.uint(8)
+        depth = r.uint(1)
+        check(f"{what}: path of 1 to {MAX_DEPTH} names", 1 <= depth <= MAX_DEPTH, str(depth))
+        names = []
+        for _ in range(depth):
+            raw = r.opaque(1)
+            try:
+                names.append(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                raise CheckFailed(f"{what}: a name is not UTF-8 ({e})")
+        entries.append((names, size))
+    r.end()
+    check(f"{what}: sizes add up to at most 2^64 - 1", sum(s for _, s in entries) < 2**64)
+    check(f"{what}: the body fits one record", len(p) <= MAX_CHUNK)
+    return offer_id, entries
+
+
+def apply_file_record(frame: Frame, sender: str, directions: dict[str, FileDirection]) -> None:
+    """Section 9.2 and 9.4 to 9.8, for the records of the vectors (no cancels there)."""
+    what = f"frame {frame.index} ({FRAME_TYPES[frame.type][0]})"
+    p = frame.plaintext
+    # Records of the offering side belong to its own direction; the
+    # receiver's answers to the direction of the peer's offers.
+    if frame.type in (T_FILE_OFFER, T_FILE_START, T_FILE_DATA, T_FILE_END):
+        d = directions[sender]
+    elif frame.type in (T_FILE_ACCEPT, T_FILE_REJECT, T_FILE_VERDICT):
+        d = next(x for x in directions.values() if x.receiver == sender)
+    else:
+        r = Reader(p, what)
+        _, side, _ = r.uint(8), r.uint(1), r.uint(1)
+        r.end()
+        check(f"{what}: side is 0 or 1", side in (0, 1))
+        raise CheckFailed(f"{what}: the vectors hold no FILE_CANCEL")
+
+    if frame.type == T_FILE_OFFER:
+        offer_id, entries = decode_offer(p, what)
+        check_eq(f"{what}: the sender's next offer id", offer_id, d.last_id + 1)
+        d.last_id = offer_id
+        open_offers = [o for o in d.offers.values() if o.phase != "finished"]
+        check(f"{what}: at most {MAX_OPEN_OFFERS} offers open", len(open_offers) < MAX_OPEN_OFFERS)
+        for names, size in entries:
+            for name in names:
+                check_eq(f"{what}: {name!r} breaks no name rule", name_rule_broken(name), 0)
+            check_eq(f"{what}: {'/'.join(names)} is offered with the size of the file",
+                     size, len(d.source[tuple(names)]))
+        check_eq(f"{what}: no two paths collide", manifest_problem([n for n, _ in entries]), "")
+        d.offers[offer_id] = Offer(offer_id, entries)
+    elif frame.type == T_FILE_ACCEPT:
+        r = Reader(p, what)
+        offer_id, count = r.uint(8), r.uint(2)
+        offer = d.offers.get(offer_id)
+        check(f"{what}: accepts a pending offer", offer is not None and offer.phase == "pending")
+        last = -1
+        for _ in range(count):
+            entry, offset, prefix_hash = r.uint(2), r.uint(8), r.take(32)
+            check(f"{what}: proposals by increasing entry", entry > last)
+            last = entry
+            check(f"{what}: entry {entry} is in the offer", entry < len(offer.entries))
+            names, size = offer.entries[entry]
+            check(f"{what}: 1 <= offset {offset} <= size {size}", 1 <= offset <= size)
+            partial = d.partials[tuple(names)]
+            check_eq(f"{what}: the proposed offset is the partial's length", offset, len(partial))
+            check_eq(f"{what}: prefix_sha256 is the SHA-256 of the partial (bytes 0 to offset - 1)",
+                     prefix_hash, hashlib.sha256(partial).digest())
+            offer.resume[entry] = (offset, prefix_hash)
+        r.end()
+        offer.phase = "accepted"
+    elif frame.type == T_FILE_REJECT:
+        raise CheckFailed(f"{what}: the vectors hold no FILE_REJECT")
+    elif frame.type == T_FILE_START:
+        r = Reader(p, what)
+        offer_id, entry, offset = r.uint(8), r.uint(2), r.uint(8)
+        r.end()
+        offer = d.offers.get(offer_id)
+        check(f"{what}: names an accepted offer", offer is not None and offer.phase == "accepted")
+        check(f"{what}: no file in flight", d.in_flight is None)
+        check(f"{what}: no other offer's files are on their way", d.started in (None, offer_id))
+        check_eq(f"{what}: the next entry of the offer", entry, offer.next_entry)
+        names, size = offer.entries[entry]
+        source = d.source[tuple(names)]
+        if entry in offer.resume:
+            proposed, prefix_hash = offer.resume[entry]
+            # 9.5: the sender hashes the FIRST `proposed` bytes of its file.
+            matches = hashlib.sha256(source[:proposed]).digest() == prefix_hash
+            check_eq(f"{what}: offset is the proposal if the sender's prefix matches, else 0",
+                     offset, proposed if matches else 0)
+        else:
+            check_eq(f"{what}: offset 0 without a proposal", offset, 0)
+        offer.next_entry += 1
+        d.started = offer_id
+        d.in_flight = InFlight(offer, entry, offset)
+    elif frame.type == T_FILE_DATA:
+        f = d.in_flight
+        check(f"{what}: inside a file", f is not None)
+        check(f"{what}: 1 to {MAX_CHUNK} bytes", 1 <= len(p) <= MAX_CHUNK)
+        size = f.offer.entries[f.entry][1]
+        check(f"{what}: not past the file's size", f.offset + len(f.data) + len(p) <= size)
+        f.data += p
+        d.data_bytes += len(p)
+    elif frame.type == T_FILE_END:
+        f = d.in_flight
+        check(f"{what}: inside a file", f is not None)
+        check_eq(f"{what}: body length", len(p), 32)
+        names, size = f.offer.entries[f.entry]
+        check_eq(f"{what}: every byte has come", f.offset + len(f.data), size)
+        prefix = d.partials[tuple(names)][:f.offset] if f.offset else b""
+        whole = prefix + bytes(f.data)
+        check_eq(f"{what}: SHA-256 of the whole file, from byte 0", p, hashlib.sha256(whole).digest())
+        check_eq(f"{what}: the receiver has the sender's file", whole, d.source[tuple(names)])
+        d.saved[tuple(names)] = whole
+        d.awaiting.append((f.offer.id, f.entry))
+        d.in_flight = None
+        if f.entry + 1 == len(f.offer.entries):
+            d.started = None
+    elif frame.type == T_FILE_VERDICT:
+        r = Reader(p, what)
+        offer_id, entry, verdict = r.uint(8), r.uint(2), r.uint(1)
+        r.end()
+        check(f"{what}: for the oldest file ended without a verdict",
+              bool(d.awaiting) and d.awaiting[0] == (offer_id, entry))
+        d.awaiting.pop(0)
+        check_eq(f"{what}: verdict", VERDICTS.get(verdict), "saved")
+        offer = d.offers[offer_id]
+        offer.verdicts[entry] = verdict
+        if len(offer.verdicts) == len(offer.entries):
+            offer.phase = "finished"
 
 
 # --------------------------------------------------------------------------
@@ -558,7 +874,7 @@ def check_fingerprints(vectors: Path, spkis: dict[str, bytes]) -> None:
 
 def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
                   spkis: dict[str, bytes]) -> None:
-    data = tomllib.loads((vectors / "session-v1.toml").read_text())
+    data = tomllib.loads((vectors / "session-v2.toml").read_text())
     values = {k: bytes.fromhex(v) for k, v in data["values"].items()}
     setup = data["setup"]
     entries = data["frame"]
@@ -579,7 +895,7 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
 
     # ---- 2. plaintext handshake messages
     check_eq("m1: frame is 42 bytes", len(m1.wire), 42)
-    check_eq("m1: version byte at offset 9 of the frame (section 14)", m1.wire[9], VERSION)
+    check_eq("m1: version byte at offset 9 of the frame (section 15)", m1.wire[9], VERSION)
     r = Reader(m1.body, "m1 ClientHello")
     check_eq("m1: magic", r.take(4), MAGIC)
     check_eq("m1: version", r.uint(1), VERSION)
@@ -631,7 +947,7 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
     check_eq("TH3", th3, values["th3"])
     prk = hkdf_extract(HKDF_SALT, session_secret)
     check_eq("PRK", prk, values["prk"])
-    hs = derive_keys(prk, "hs", th3)
+    hs = derive_handshake_keys(prk, th3)
     for name, value in hs.items():
         check_eq(name, value, values[name])
     hs_keys = {d: RecordKey(f"hs_{d}", hs[f"hs_{d}_key"], hs[f"hs_{d}_iv"]) for d in ("i2r", "r2i")}
@@ -692,25 +1008,68 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
 
     th7 = hashlib.sha256(transcript).digest()
     check_eq("TH7", th7, values["th7"])
-    app = derive_keys(prk, "app", th7)
-    for name, value in app.items():
-        check_eq(name, value, values[name])
-    check("no two keys or IVs are equal", len({*hs.values(), *app.values()}) == 8)
+    # ---- 6, 7.2: the application traffic secrets, epoch 0, and each later
+    # epoch as the KEY_UPDATE records call for it.
+    chains = {}
+    all_keys = [*hs.values()]
+    for direction in ("i2r", "r2i"):
+        secret = first_traffic_secret(prk, direction, th7)
+        check_eq(f"app_{direction}_0_secret", secret, values[f"app_{direction}_0_secret"])
+        chains[direction] = TrafficChain(direction, secret)
 
-    # ---- 5 (application part), 8: application records and session rules
-    app_keys = {d: RecordKey(f"app_{d}", app[f"app_{d}_key"], app[f"app_{d}_iv"])
-                for d in ("i2r", "r2i")}
+    def check_epoch(chain: TrafficChain) -> None:
+        name = chain.record_key.name
+        check_eq(f"{name}_secret", chain.secret, values[f"{name}_secret"])
+        check_eq(f"{name}_key", chain.record_key.key, values[f"{name}_key"])
+        check_eq(f"{name}_iv", chain.record_key.iv, values[f"{name}_iv"])
+        all_keys.extend([chain.record_key.key, chain.record_key.iv])
+
+    for chain in chains.values():
+        check_epoch(chain)
+
+    # ---- 8, 9: application records, session rules, files
     senders = {"initiator": SenderState("initiator"), "responder": SenderState("responder")}
+    held = setup["file_0_held"]
+    file_0_path = tuple(setup["file_0_path"].split("/"))
+    file_1_path = tuple(setup["file_1_path"].split("/"))
+    file_0 = values["file_0"]
+    check_eq("file_0_prefix_sha256", hashlib.sha256(file_0[:held]).digest(),
+             values["file_0_prefix_sha256"])
+    check_eq("file_0_sha256", hashlib.sha256(file_0).digest(), values["file_0_sha256"])
+    check_eq("file_1_sha256 (the empty file)", hashlib.sha256(b"").digest(), values["file_1_sha256"])
+    directions = {
+        "initiator": FileDirection("initiator", "responder",
+                                   source={file_0_path: file_0, file_1_path: b""},
+                                   partials={file_0_path: file_0[:held]}),
+        "responder": FileDirection("responder", "initiator", source={}, partials={}),
+    }
     for frame in app_frames:
         direction = "i2r" if frame.sender == "initiator" else "r2i"
-        open_record(frame, app_keys[direction])
+        chain = chains[direction]
+        open_record(frame, chain.record_key)
         peer = "responder" if frame.sender == "initiator" else "initiator"
         apply_app_record(frame, senders[frame.sender], senders[peer])
+        if frame.type == T_KEY_UPDATE:
+            chain.update(int.from_bytes(frame.plaintext, "big"), f"frame {frame.index}")
+            check_epoch(chain)
+        elif T_FILE_OFFER <= frame.type <= T_FILE_CANCEL:
+            if frame.type == T_FILE_OFFER:
+                check(f"frame {frame.index}: no FILE_OFFER after DONE", not senders[frame.sender].done)
+            apply_file_record(frame, frame.sender, directions)
+    check("no two keys or IVs are equal", len(set(all_keys)) == len(all_keys))
+    check_eq("the initiator updated its key twice", chains["i2r"].epoch, 2)
+    check_eq("the responder updated its key once", chains["r2i"].epoch, 1)
 
     for side, state in senders.items():
         check_eq(f"{side}: messages reassembled", state.completed, EXPECTED_MESSAGES[side])
         check_eq(f"{side}: every message was acknowledged",
                  state.last_acknowledged_id, state.last_completed_id)
+    files = directions["initiator"]
+    check_eq("the responder saved both files, byte for byte", files.saved,
+             {file_0_path: file_0, file_1_path: b""})
+    check_eq("only the bytes after the 16 held travelled", files.data_bytes, len(file_0) - held)
+    check("offer 1 is finished: every file has its verdict",
+          all(o.phase == "finished" for o in files.offers.values()) and len(files.offers) == 1)
     check("the initiator sent DONE", senders["initiator"].done)
     last = app_frames[-1]
     check_eq("the last record is the responder's CLOSE", (last.sender, last.type),
@@ -733,6 +1092,7 @@ def main() -> int:
             check_eq(f"keys/{name}: modulus size", key.key_size, bits)
             check_eq(f"keys/{name}: public exponent", key.public_key().public_numbers().e, 65537)
         check_session(vectors, private_keys, spkis)
+        check_name_vectors(vectors)
         check_fingerprints(vectors, spkis)
     except CheckFailed as e:
         print(f"FAIL {e}")
