@@ -54,7 +54,10 @@ impl Trace {
         }
     }
 
-    fn keys(trace: &mut Option<Box<Trace>>, keys: &DirectionalKeys) {
+    /// The handshake keys (`prefix` is "hs", the only keys derived directly
+    /// from the PRK in version 2).
+    fn keys(trace: &mut Option<Box<Trace>>, prefix: &'static str, keys: &DirectionalKeys) {
+        debug_assert_eq!(prefix, "hs");
         Self::record(trace, "hs_i2r_key", keys.i2r.key());
         Self::record(trace, "hs_i2r_iv", keys.i2r.iv());
         Self::record(trace, "hs_r2i_key", keys.r2i.key());
@@ -360,7 +363,7 @@ impl InitiatorExpectServerHello {
         let schedule = KeySchedule::new(&secret);
         Trace::record(&mut self.trace, "prk", schedule.prk());
         let keys = schedule.handshake_keys(&th3);
-        Trace::keys(&mut self.trace, &keys);
+        Trace::keys(&mut self.trace, "hs", &keys);
         let state = InitiatorExpectResponderIdentity {
             transcript: self.transcript,
             schedule,
@@ -658,7 +661,7 @@ impl ResponderExpectKeyTransport {
         let schedule = KeySchedule::new(&secret);
         Trace::record(&mut self.trace, "prk", schedule.prk());
         let keys = schedule.handshake_keys(&th3);
-        Trace::keys(&mut self.trace, &keys);
+        Trace::keys(&mut self.trace, "hs", &keys);
         let mut sealer = Sealer::new(&keys.r2i);
         let mut out = Vec::new();
 
