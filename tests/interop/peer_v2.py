@@ -11,7 +11,8 @@ enough to implement from. It needs Python 3.11 and the `cryptography` package.
         any FAIL.
 
     python3 tests/interop/peer_v2.py serve --port 0 --key PEM --save-dir DIR
-            [--nickname NAME] [--partial-dir DIR] [--done-at peer-done|start]
+            [--nickname NAME] [--partial-dir DIR] [--done-at peer-done|start|never]
+            [--max-message SIZE] [--rekey-bytes SIZE]
         A responder for one connection: prints `listening on 127.0.0.1:PORT`,
         then one JSON object per line per event; accepts every offer of files
         whose names pass section 9.3, saves the files in DIR, answers messages
@@ -19,14 +20,19 @@ enough to implement from. It needs Python 3.11 and the `cryptography` package.
         everything was received intact, 1 otherwise.
 
     python3 tests/interop/peer_v2.py send HOST:PORT --key PEM [--nickname N]
-            [--message TEXT]... [--file PATH]... [--chunk N]
+            [--message TEXT]... [--file PATH]... [--chunk N] [--rekey-bytes SIZE]
+            [--expect SHA256:...]
         An initiator (for testing `serve` and `chat serve`): sends the
         messages and offers the files, waits for receipts and verdicts, ends
         the session. Exit 0 if everything was delivered and saved.
 
-The library part (everything above `# ---- command line`) is sans-I/O: frames
+The library part (everything above `# ==== vector check`) is sans-I/O: frames
 in, frames and events out, randomness and the clock injected, files through a
-store object.
+store object. Every error is a ChatError naming its kind (section 11) and the
+section whose rule was broken.
+
+Where the spec left a choice open, the choice made here is listed, with the
+section, in tests/interop/peer_v2-notes.md.
 """
 
 from __future__ import annotations
@@ -658,14 +664,16 @@ class InitiatorHandshake:
             raise ChatError("refused", "5.3", text)
         if t != SERVER_HELLO:
             raise ChatError("not-a-chat-peer", "5.2", f"expected ServerHello or Refusal, got frame type 0x{t:02x}")
-        d = Decoder(body, "m2 ServerHello", "5.2", "malformed")
+        # m2 is the first frame the initiator receives: "malformed in any way"
+        # makes the other end not a chat peer (11), whatever 5.2 calls it.
+        d = Decoder(body, "m2 ServerHello", "5.2, 11", "not-a-chat-peer")
         version = d.u8("version")
         if version != VERSION:
             raise ChatError("unsupported-version", "5.2", f"ServerHello version {version}, not {VERSION}")
         nonce_r = d.take(32, "nonce_r")
         tspki = d.opaque16("transient")
         d.end()
-        self.transient = parse_rsa_spki(tspki, what="m2 transient key", section="5.2", kind="malformed", transient=True)
+        self.transient = parse_rsa_spki(tspki, what="m2 transient key", section="5.2", kind="not-a-chat-peer", transient=True)
         self.transient_spki = tspki
         self.values["nonce_r"] = nonce_r
         self.transcript.add(SERVER_HELLO, body)
@@ -1483,6 +1491,7 @@ class Session:
             return
         self.out.append(self.tx.key.seal(KEY_UPDATE, u64(self.tx.epoch + 1)))
         self.tx.advance()
+        self.event("key-update-sent", epoch=self.tx.epoch)
 
     def send_message(self, data: bytes) -> int:
         assert not self.sent_done
@@ -1503,6 +1512,7 @@ class Session:
         assert not self.sent_done
         self.sent_done = True
         self.send(DONE, b"")
+        self.event("done-sent")
 
     def close(self, reason: int):
         if self.sent_close is None:
@@ -1515,6 +1525,7 @@ class Session:
         if self.last_received > self.last_receipt_sent and self.sent_close is None:
             self.last_receipt_sent = self.last_received
             self.send(RECEIPT, u64(self.last_received))
+            self.event("receipt-sent", id=self.last_received)
 
     def finished(self) -> bool:
         """8.4: the conditions for CLOSE with reason 0."""
@@ -2272,16 +2283,21 @@ class Link:
     def close_after_close(self):
         """8.5: after our CLOSE, half-close and discard what arrives, unopened,
         until the peer closes its direction or two seconds pass."""
+        discarded = len(self.reader.buf)
         try:
             self.sock.shutdown(socket.SHUT_WR)
             deadline = time.monotonic() + 2
             while not self.eof and (left := deadline - time.monotonic()) > 0:
                 r, _, _ = select.select([self.sock], [], [], left)
-                if r and not self.sock.recv(1 << 16):
-                    self.eof = True
+                if r:
+                    b = self.sock.recv(1 << 16)
+                    discarded += len(b)
+                    if not b:
+                        self.eof = True
         except OSError:
             pass
         self.sock.close()
+        return {"discarded_bytes": discarded, "peer_closed": self.eof}
 
     def close(self):
         try:
@@ -2291,6 +2307,8 @@ class Link:
 
 
 def handshake_frame_too_long(e: FrameTooLong, first: bool) -> ChatError:
+    if e.length == 0:
+        return ChatError("not-a-chat-peer" if first else "malformed", "4", "a frame of length 0")
     if first:
         return ChatError("not-a-chat-peer", "5.1, 11", f"the first frame's length {e.length} is 0 or over the handshake limit {e.limit}")
     return ChatError("malformed", "12", f"a handshake frame's length {e.length} is 0 or over the limit {e.limit}")
@@ -2324,7 +2342,7 @@ def run_application(link: Link, s: Session, *, done_when, on_idle=None) -> dict:
             if s.sent_close is not None:
                 result["close_sent"] = s.sent_close
                 emit("close-sent", reason=s.sent_close, text=close_reason_text(s.sent_close))
-                link.close_after_close()
+                emit("closed", **link.close_after_close())
                 return result
             busy = on_idle is not None and (s.outgoing.sending is not None or bool(s.outgoing.queue))
             deadline = min(link.last_sent + 15, link.last_record + 60)
@@ -2333,6 +2351,8 @@ def run_application(link: Link, s: Session, *, done_when, on_idle=None) -> dict:
             try:
                 f = link.read_frame(deadline)
             except FrameTooLong as e:
+                if e.length == 0:  # below 17: an authentication failure (7.1)
+                    raise ChatError("authentication-failure", "4, 7.1", "a frame of length 0") from None
                 raise ChatError("frame-too-long", "4, 12", f"a frame of length {e.length}, over the limit {e.limit}") from None
             if f is None:
                 if time.monotonic() - link.last_record >= 60:
@@ -2363,7 +2383,7 @@ def run_application(link: Link, s: Session, *, done_when, on_idle=None) -> dict:
         if s.sent_close is not None:
             result["close_sent"] = s.sent_close
             emit("close-sent", reason=s.sent_close, text=close_reason_text(s.sent_close))
-            link.close_after_close()
+            emit("closed", **link.close_after_close())
         else:
             s.incoming.cut()
             link.close()
@@ -2432,12 +2452,13 @@ def run_serve(args) -> int:
     peer = hs.peer
     emit("handshake", peer_nickname=peer.nickname, peer_fingerprint=peer.fingerprint, peer_bits=peer.key.key_size)
     store = DiskStore(args.save_dir, args.partial_dir or args.save_dir.rstrip("/") + ".partial")
-    s = Session(hs.send_secret, hs.recv_secret, peer_key=peer.spki, store=store, policy=serve_policy_for(store), limits=Limits(max_message=args.max_message))
+    limits = Limits(max_message=args.max_message, rekey_bytes=args.rekey_bytes)
+    s = Session(hs.send_secret, hs.recv_secret, peer_key=peer.spki, store=store, policy=serve_policy_for(store), limits=limits)
     if args.done_at == "start":
         s.send_done()
 
     def done_when(s: Session) -> bool:
-        return s.recv_done and s.in_msg is None
+        return args.done_at != "never" and s.recv_done and s.in_msg is None
 
     result = run_application(link, s, done_when=done_when)
     ok = result["error"] is None and (result["close_sent"] == 0 and s.finished() or result["close_received"] == 0)
@@ -2486,7 +2507,7 @@ def run_send(args) -> int:
         if args.expect and peer.fingerprint != args.expect:
             link.write(hs.refuse())
             emit("close-sent", reason=CLOSE_UNTRUSTED, text="untrusted")
-            link.close_after_close()
+            emit("closed", **link.close_after_close())
             emit("end", ok=False)
             return 1
         link.write(hs.accept())
@@ -2495,9 +2516,17 @@ def run_send(args) -> int:
         link.close()
         emit("end", ok=False)
         return 1
-    s = Session(hs.send_secret, hs.recv_secret, peer_key=peer.spki, chunk=args.chunk, store=MemoryStore(), policy=lambda s, o: s.incoming.reject(o.id, REJECT_NOT_ACCEPTING))
+    s = Session(
+        hs.send_secret,
+        hs.recv_secret,
+        peer_key=peer.spki,
+        chunk=args.chunk,
+        store=MemoryStore(),
+        policy=lambda s, o: s.incoming.reject(o.id, REJECT_NOT_ACCEPTING),
+        limits=Limits(rekey_bytes=args.rekey_bytes),
+    )
     for m in args.message:
-        s.send_message(m.encode())
+        emit("sent", id=s.send_message(m.encode()))
     if args.file:
         entries = []
         for p in args.file:
@@ -2545,8 +2574,9 @@ def main(argv: list[str] | None = None) -> int:
     sv.add_argument("--save-dir", required=True)
     sv.add_argument("--partial-dir", default=None, help="where partial files are kept (default: SAVE_DIR.partial)")
     sv.add_argument("--nickname", default="peer_v2")
-    sv.add_argument("--done-at", choices=("peer-done", "start"), default="peer-done", help="when to send our DONE")
+    sv.add_argument("--done-at", choices=("peer-done", "start", "never"), default="peer-done", help="when to send our DONE")
     sv.add_argument("--max-message", type=size_arg, default=2**32)
+    sv.add_argument("--rekey-bytes", type=size_arg, default=2**30, help="B of 7.2 (lower it to exercise key updates)")
     sd = sub.add_parser("send", help="an initiator: send messages and files")
     sd.add_argument("address")
     sd.add_argument("--key", required=True)
@@ -2554,6 +2584,7 @@ def main(argv: list[str] | None = None) -> int:
     sd.add_argument("--message", action="append", default=[])
     sd.add_argument("--file", action="append", default=[])
     sd.add_argument("--chunk", type=int, default=65536)
+    sd.add_argument("--rekey-bytes", type=size_arg, default=2**30, help="B of 7.2 (lower it to exercise key updates)")
     sd.add_argument("--expect", default=None, help="refuse the responder unless its fingerprint is this")
     args = ap.parse_args(argv)
     if args.cmd in (None, "check"):
