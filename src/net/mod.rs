@@ -249,7 +249,14 @@ pub fn initiate(
     let state = state.read_responder_identity(m4)?;
     let m5 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let verified: ResponderVerified = state.read_responder_auth(m5)?;
+    let abandon = |mut stream: TcpStream, verified: ResponderVerified, reason| {
+        let close = verified.abandon(reason);
+        // Best effort: the peer learns why; we are leaving either way.
+        let _ = stream.write_all(&close);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    };
     if verified.peer().key == *identity.public() {
+        abandon(stream, verified, CloseReason::Untrusted);
         return Err(ProtocolError::BadPeerKey {
             which: "identity",
             problem: "it is our own key (a connection to ourselves)".into(),
@@ -258,10 +265,7 @@ pub fn initiate(
     }
     match decide(verified.peer()) {
         Decision::Abandon(reason) => {
-            let close = verified.abandon(reason);
-            // Best effort: the peer learns why; we are leaving either way.
-            let _ = stream.write_all(&close);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            abandon(stream, verified, reason);
             Ok(None)
         }
         Decision::Continue => {
