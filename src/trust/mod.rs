@@ -548,7 +548,7 @@ impl KnownPeers {
         if !is_valid_name(&new.name) {
             return Err(TrustError::InvalidName(new.name.clone()));
         }
-        edit(path, |current, doc| {
+        edit(path, |current| {
             if let Some(peer) = current.get(&new.name) {
                 return Err(TrustError::DuplicateName {
                     name: peer.name.clone(),
@@ -577,7 +577,7 @@ impl KnownPeers {
                     fingerprint: peer.fingerprint,
                 });
             }
-            append(current, doc, new)
+            Ok(Change::Append(new.clone()))
         })
     }
 
@@ -593,7 +593,7 @@ impl KnownPeers {
         address: Option<&Address>,
     ) -> Result<Pinned, TrustError> {
         let mut chosen = None;
-        let store = edit(path, |current, doc| {
+        let store = edit(path, |current| {
             if let Some(peer) = current.by_fingerprint(&fingerprint) {
                 return Err(TrustError::DuplicateKey {
                     name: peer.name.clone(),
@@ -617,7 +617,7 @@ impl KnownPeers {
                 comment: None,
             };
             chosen = Some((name, suspicion, address.is_some()));
-            append(current, doc, &new)
+            Ok(Change::Append(new))
         })?;
         let (name, suspicion, address_recorded) = chosen.expect("set by the edit");
         Ok(Pinned {
@@ -631,14 +631,13 @@ impl KnownPeers {
     /// Removes the entry named `name`. Returns the removed entry.
     pub fn forget(path: &Path, name: &str) -> Result<Peer, TrustError> {
         let mut removed = None;
-        edit(path, |current, doc| {
+        edit(path, |current| {
             let index = *current
                 .by_name
                 .get(name)
                 .ok_or_else(|| TrustError::UnknownName(name.to_string()))?;
-            peer_tables(current, doc)?.remove(index);
             removed = Some(current.peers[index].clone());
-            Ok(())
+            Ok(Change::Remove(index))
         })?;
         Ok(removed.expect("set by the edit"))
     }
@@ -654,12 +653,16 @@ fn with_suffix(base: &str, attempt: usize) -> String {
     format!("{keep}{suffix}")
 }
 
-/// Appends `new` as a `[[peer]]` table.
-fn append(
-    current: &KnownPeers,
-    doc: &mut toml_edit::DocumentMut,
-    new: &NewPeer,
-) -> Result<(), TrustError> {
+/// One edit of the store.
+enum Change {
+    /// Add this entry at the end.
+    Append(NewPeer),
+    /// Remove the entry at this index, with the comments above it.
+    Remove(usize),
+}
+
+/// `new` as a `[[peer]]` table.
+fn entry_table(new: &NewPeer) -> toml_edit::Table {
     let mut table = toml_edit::Table::new();
     table["name"] = toml_edit::value(new.name.as_str());
     table["fingerprint"] = toml_edit::value(new.fingerprint.to_string());
@@ -672,8 +675,44 @@ fn append(
     if let Some(comment) = &new.comment {
         table["comment"] = toml_edit::value(comment.as_str());
     }
-    peer_tables(current, doc)?.push(table);
-    Ok(())
+    table
+}
+
+/// The text of a store with `new` appended, written as the document editor
+/// writes it (a blank line, then the table), without decoding the whole
+/// store into an editable document: an append to a store of 100,000
+/// entries costs a read-back, not hundreds of megabytes. `None` when the
+/// result does not read back as the old entries and `new` (a store whose
+/// entries are not `[[peer]]` tables, say); the caller then edits the
+/// document.
+fn appended(
+    path: &Path,
+    text: &str,
+    current: &KnownPeers,
+    new: &NewPeer,
+) -> Option<(String, KnownPeers)> {
+    let mut tables = toml_edit::ArrayOfTables::new();
+    tables.push(entry_table(new));
+    let mut one = toml_edit::DocumentMut::new();
+    one.insert("peer", toml_edit::Item::ArrayOfTables(tables));
+    let entry = one.to_string();
+    let new_text = if text.trim().is_empty() {
+        format!("{NEW_FILE_HEADER}\n{entry}")
+    } else if text.ends_with("\n\n") {
+        format!("{text}{entry}")
+    } else if text.ends_with('\n') {
+        format!("{text}\n{entry}")
+    } else {
+        format!("{text}\n\n{entry}")
+    };
+    let written = KnownPeers::parse(path, &new_text).ok()?;
+    let last = written.peers().last()?;
+    let same = written.peers().len() == current.peers().len() + 1
+        && last.name == new.name
+        && last.fingerprint == new.fingerprint
+        && last.addresses.as_slice() == new.address.as_slice()
+        && last.comment == new.comment;
+    same.then_some((new_text, written))
 }
 
 fn now() -> Datetime {
@@ -722,11 +761,12 @@ fn peer_tables<'d>(
         })
 }
 
-/// Read-modify-write under the lock file. `change` sees the decoded store and
-/// the editable document; nothing is written unless it succeeds.
+/// Read-modify-write under the lock file. `change` sees the decoded store
+/// and says what to change; nothing is written unless it succeeds and the
+/// new text reads back.
 fn edit(
     path: &Path,
-    change: impl FnOnce(&KnownPeers, &mut toml_edit::DocumentMut) -> Result<(), TrustError>,
+    change: impl FnOnce(&KnownPeers) -> Result<Change, TrustError>,
 ) -> Result<KnownPeers, TrustError> {
     let io_error = |path: &Path| {
         let path = path.to_path_buf();
@@ -736,6 +776,38 @@ fn edit(
     let _lock = LockFile::acquire(&lock_path).map_err(io_error(&lock_path))?;
     let text = read_text(path)?;
     let current = KnownPeers::parse(path, &text)?;
+    let change = change(&current)?;
+    let fast = match &change {
+        Change::Append(new) => appended(path, &text, &current, new),
+        Change::Remove(_) => None,
+    };
+    let (new_text, written) = match fast {
+        Some(done) => done,
+        None => {
+            let new_text = edit_document(path, &text, &current, &change)?;
+            // Never write what we could not read back.
+            let written = KnownPeers::parse(path, &new_text)?;
+            (new_text, written)
+        }
+    };
+    if new_text.len() as u64 > FILE_LIMIT_MIB * 1024 * 1024 {
+        return Err(TrustError::TooLarge {
+            path: path.to_path_buf(),
+            limit_mib: FILE_LIMIT_MIB,
+        });
+    }
+    files::write_atomically(path, new_text.as_bytes()).map_err(io_error(path))?;
+    Ok(written)
+}
+
+/// The text of the store after `change`, made with the document editor,
+/// which keeps the user's comments and layout.
+fn edit_document(
+    path: &Path,
+    text: &str,
+    current: &KnownPeers,
+    change: &Change,
+) -> Result<String, TrustError> {
     let is_new = text.trim().is_empty();
     let mut doc: toml_edit::DocumentMut =
         text.parse()
@@ -744,7 +816,12 @@ fn edit(
                 line: 1,
                 message: e.to_string(),
             })?;
-    change(&current, &mut doc)?;
+    match change {
+        Change::Append(new) => peer_tables(current, &mut doc)?.push(entry_table(new)),
+        Change::Remove(index) => {
+            peer_tables(current, &mut doc)?.remove(*index);
+        }
+    }
     let mut new_text = if is_new {
         format!("{NEW_FILE_HEADER}\n{doc}")
     } else {
@@ -753,16 +830,7 @@ fn edit(
     if !new_text.ends_with('\n') {
         new_text.push('\n');
     }
-    if new_text.len() as u64 > FILE_LIMIT_MIB * 1024 * 1024 {
-        return Err(TrustError::TooLarge {
-            path: path.to_path_buf(),
-            limit_mib: FILE_LIMIT_MIB,
-        });
-    }
-    // Never write what we could not read back.
-    let written = KnownPeers::parse(path, &new_text)?;
-    files::write_atomically(path, new_text.as_bytes()).map_err(io_error(path))?;
-    Ok(written)
+    Ok(new_text)
 }
 
 #[cfg(test)]
@@ -1036,6 +1104,56 @@ mod more_tests {
             "{err}"
         );
         assert!(err.to_string().contains("line 599995"), "{err}");
+    }
+
+    /// Appending as text writes what the document editor writes.
+    #[test]
+    fn appending_as_text_is_what_the_editor_writes() {
+        let path = Path::new("known_peers.toml");
+        let new = NewPeer {
+            name: "carol".into(),
+            fingerprint: fp(b"carol"),
+            address: Some("[::1]:5".parse().unwrap()),
+            comment: Some("a \"quoted\" \\ thing".into()),
+        };
+        let one = entry("bob", b"bob", &["host:1"]);
+        for text in [
+            String::new(),
+            "\n\n".to_string(),
+            one.clone(),
+            one.trim_end().to_string(),
+            format!("# mine\n\n{one}"),
+            format!("{one}{}", entry("dan", b"dan", &[])),
+        ] {
+            let current = KnownPeers::parse(path, &text).unwrap();
+            let (fast, _) = appended(path, &text, &current, &new).expect("appends");
+            let slow = edit_document(path, &text, &current, &Change::Append(new.clone())).unwrap();
+            // The editor writes the same entry; only `added` differs by the
+            // clock (and trailing blank lines of a file that had nothing else).
+            let strip = |t: &str| -> String {
+                t.lines()
+                    .filter(|l| !l.starts_with("added = 20"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+                    .trim_end()
+                    .to_string()
+            };
+            assert_eq!(strip(&fast), strip(&slow), "{text:?}");
+        }
+        // Comments at the end stay above the new entry (the editor would
+        // move them below it): the old text is kept as it is.
+        for text in ["# only a comment\n", &format!("{one}# trailing comment\n")] {
+            let current = KnownPeers::parse(path, text).unwrap();
+            let (fast, _) = appended(path, text, &current, &new).unwrap();
+            assert!(fast.starts_with(&format!("{text}\n[[peer]]\n")), "{fast}");
+        }
+        // Entries that are not [[peer]] tables cannot be appended to as text.
+        let inline = format!(
+            "peer = [{{ name = \"bob\", fingerprint = \"{}\", added = 2026-01-01T00:00:00Z }}]\n",
+            fp(b"bob")
+        );
+        let current = KnownPeers::parse(path, &inline).unwrap();
+        assert!(appended(path, &inline, &current, &new).is_none());
     }
 
     #[test]
