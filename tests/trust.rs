@@ -382,8 +382,6 @@ fn a_store_of_100000_entries_works() {
     let outcome = send(&ada, &target, &["--strict"], "hello bob");
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     assert!(outcome.stderr.contains("Delivered to bob."), "{outcome:#?}");
-    ada.run(&["peers", "forget", "p99999"]).ok();
-    assert_eq!(ada.run(&["peers", "list"]).ok().lines().count(), 100_001);
 }
 
 /// Item 16: past the size limit, the error says exactly that, as a local
