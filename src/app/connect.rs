@@ -137,8 +137,9 @@ pub(super) fn dial(
         };
         if let (true, Some(fingerprint)) = (lost, approved) {
             eprintln!(
-                "The connection to {address} ended while you were deciding (a peer waits {} s for                  a handshake). Dialling again; only the key you accepted, {fingerprint}, will do.",
-                net::handshake_timeout().as_secs()
+                "The connection to {address} ended while you were deciding (a peer waits only \
+                 seconds for a handshake). Dialling again; only the key you accepted, \
+                 {fingerprint}, will do."
             );
             policy = Policy::Approved(fingerprint);
             store = KnownPeers::load(&known_peers)?;
