@@ -302,20 +302,39 @@ mod tests {
         assert_eq!(a, b);
     }
 
+    unsafe extern "C" {
+        fn inet_aton(cp: *const std::ffi::c_char, inp: *mut u32) -> i32;
+    }
+
+    /// The address the C library's `inet_aton` reads in `text`, if any.
+    fn libc_reads(text: &str) -> Option<Ipv4Addr> {
+        let c = std::ffi::CString::new(text).unwrap();
+        let mut out = 0u32;
+        // SAFETY: a NUL-terminated string and a valid out pointer.
+        let ok = unsafe { inet_aton(c.as_ptr(), &mut out) };
+        (ok != 0).then(|| Ipv4Addr::from(u32::from_be(out)))
+    }
+
+    proptest::proptest! {
+        /// Whatever we read as an IPv4 address, the C library reads as the
+        /// same address; and the canonical form reads back as itself.
+        #[test]
+        fn numeric_hosts_agree_with_the_c_library(text in "[0-9a-fxX.]{1,24}") {
+            if let Ok(host) = canonical_host(&text, false) {
+                proptest::prop_assert_eq!(canonical_host(&host, false), Ok(host.clone()));
+                let last = text.strip_suffix('.').unwrap_or(&text).rsplit('.').next().unwrap();
+                if is_number(last) && !text.ends_with('.') {
+                    let ip: Ipv4Addr = host.parse().unwrap();
+                    proptest::prop_assert_eq!(libc_reads(&text), Some(ip), "{}", text);
+                }
+            }
+        }
+    }
+
     /// Our reading of the odd IPv4 forms agrees with the C library's, which
     /// is what `getaddrinfo` would dial.
     #[test]
     fn odd_ipv4_forms_read_as_the_c_library_reads_them() {
-        unsafe extern "C" {
-            fn inet_aton(cp: *const std::ffi::c_char, inp: *mut u32) -> i32;
-        }
-        let libc_reads = |text: &str| {
-            let c = std::ffi::CString::new(text).unwrap();
-            let mut out = 0u32;
-            // SAFETY: a NUL-terminated string and a valid out pointer.
-            let ok = unsafe { inet_aton(c.as_ptr(), &mut out) };
-            (ok != 0).then(|| Ipv4Addr::from(u32::from_be(out)))
-        };
         for text in [
             "127.1",
             "0x7f.1",
