@@ -74,10 +74,7 @@ pub enum Error {
     #[error("{0}")]
     Busy(String),
     /// A pinned name or address presents another key.
-    #[error(
-        "the key of {:?} has changed (pinned {}, presented {}); refusing to talk, see the warning above",
-        .0.name, .0.pinned, .0.presented
-    )]
+    #[error("{0}")]
     KeyChanged(Box<Mismatch>),
     /// The conversation ended with messages unacknowledged.
     #[error("{context}; {}", undelivered_text(undelivered))]

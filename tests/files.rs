@@ -134,6 +134,9 @@ fn trust_fails_cleanly(prepare: &str, expected_error: &str) {
         prepare,
         &["connect", &format!("127.0.0.1:{port}"), "--name", "ada"],
     );
+    // An unknown key: asked before we reveal ourselves.
+    expect(&mut repl, "continue? (yes/no/paste fingerprint)");
+    repl.send("yes\r").unwrap();
     expect(&mut repl, "NOT VERIFIED");
     expect(&mut repl, "bob (unverified)> ");
     for c in "/trust\r".chars() {

@@ -108,7 +108,10 @@ fn a_conversation_on_two_terminals() {
         &["connect", &format!("127.0.0.1:{port}"), "--name", "ada"],
     );
 
-    // First contact: both conversations open, marked unverified.
+    // First contact: Ada is asked before she reveals herself; then both
+    // conversations open, marked unverified.
+    ada.expect("continue? (yes/no/paste fingerprint)");
+    ada.line("yes");
     ada.expect("NOT VERIFIED");
     ada.expect("bob (unverified)> ");
     bob.expect("NOT VERIFIED");

@@ -1,18 +1,22 @@
 //! `chat connect`: dial, shake hands, judge the responder before revealing
 //! ourselves, and hand the conversation to the REPL or the batch loop.
 
+use std::io;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::Context;
 use super::batch::batch;
 use super::peer::{Me, conclude, describe_peer, fingerprint_lines, interactive, trust_peer};
-use super::trust_policy::{self, PeerView, Policy};
+use super::trust_policy::{self, Answer, PeerView, Policy};
 use crate::address::Address;
 use crate::cli::{CommonArgs, ConnectArgs};
 use crate::error::Error;
 use crate::home::Home;
 use crate::net::{self, Connected, Decision, NetError};
 use crate::protocol::{CloseReason, ProtocolError};
+use crate::trust::KnownPeers;
 
 /// `chat connect`.
 pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error> {
@@ -72,6 +76,15 @@ pub(super) fn converse(
 }
 
 /// Dials, shakes hands and judges the responder before revealing ourselves.
+///
+/// `known_peers.toml` is read before anything is dialled, so that a store
+/// chat cannot read fails alone, as a local problem, and no peer is told
+/// that it is not trusted. Our own key is refused before any decision
+/// (`net::initiate`), so nothing is pinned for it. In an interactive
+/// `connect`, a responder whose key is unknown is shown with its fingerprint
+/// and the user is asked before we reveal who we are ([`trust_policy::ask`]).
+/// If the responder hung up while the user decided, we dial again and accept
+/// only the key the user approved.
 pub(super) fn dial(
     context: &Context,
     me: &Me,
@@ -79,31 +92,85 @@ pub(super) fn dial(
     common: &CommonArgs,
     interactive: bool,
 ) -> Result<(Connected, PeerView), Error> {
-    let stream = net::dial(address)?;
-    let policy = Policy::from_args(common, interactive);
     let known_peers = context.home.known_peers_path();
-    let mut judged = None;
-    let outcome = net::initiate(
-        stream,
-        &mut rand::rng(),
-        &me.identity,
-        &me.nickname,
-        |peer| {
-            let verdict = trust_policy::judge(&known_peers, &policy, peer, Some(address));
-            let decision = match &verdict {
-                Ok(_) => Decision::Continue,
-                Err(_) => Decision::Abandon(CloseReason::Untrusted),
-            };
-            judged = Some(verdict);
-            decision
-        },
-    )
-    .map_err(|e| refine_refusal(e, address))?;
-    let view = judged
-        .expect("the trust decision ran")
-        .inspect_err(report_key_change)?;
-    let connected = outcome.expect("abandoned only when the trust decision failed");
-    Ok((connected, view))
+    let mut store = KnownPeers::load(&known_peers)?;
+    let mut policy = Policy::from_args(common, interactive);
+    loop {
+        let stream = net::dial(address)?;
+        let started = Instant::now();
+        let mut judged = None;
+        // The key the user accepted at the prompt, and whether it was too
+        // late to go on with this connection.
+        let mut approved = None;
+        let mut too_late = false;
+        let outcome = net::initiate(
+            stream,
+            &mut rand::rng(),
+            &me.identity,
+            &me.nickname,
+            |peer| {
+                let mut verdict = trust_policy::judge_with(&store, &policy, peer, Some(address));
+                if let (Policy::Ask, Ok(view)) = (&policy, &verdict)
+                    && !view.is_verified()
+                {
+                    verdict = confirm(&known_peers, view.clone(), address);
+                    if verdict.is_ok() {
+                        approved = Some(peer.key.fingerprint());
+                        // The responder gives up on a handshake after its
+                        // timeout; rather than race it, start afresh.
+                        too_late = started.elapsed() + LATE_MARGIN >= net::handshake_timeout();
+                    }
+                }
+                let decision = match &verdict {
+                    Ok(_) if too_late => Decision::Abandon(CloseReason::Goodbye),
+                    Ok(_) => Decision::Continue,
+                    Err(_) => Decision::Abandon(CloseReason::Untrusted),
+                };
+                judged = Some(verdict);
+                decision
+            },
+        );
+        let lost = match &outcome {
+            Ok(None) => too_late,
+            Err(NetError::Cut(_) | NetError::Timeout(_) | NetError::Io(_)) => approved.is_some(),
+            _ => false,
+        };
+        if let (true, Some(fingerprint)) = (lost, approved) {
+            eprintln!(
+                "The connection to {address} ended while you were deciding (a peer waits only \
+                 seconds for a handshake). Dialling again; only the key you accepted, \
+                 {fingerprint}, will do."
+            );
+            policy = Policy::Approved(fingerprint);
+            store = KnownPeers::load(&known_peers)?;
+            continue;
+        }
+        let outcome = outcome.map_err(|e| refine_refusal(e, address))?;
+        let view = judged
+            .expect("the trust decision ran")
+            .inspect_err(report_key_change)?;
+        let connected = outcome.expect("abandoned only when the trust decision failed");
+        return Ok((connected, view));
+    }
+}
+
+/// How long before the handshake deadline an answer at the prompt is too
+/// late to go on with the same connection.
+const LATE_MARGIN: Duration = Duration::from_secs(1);
+
+/// Asks on the terminal about an unknown responder; a pasted fingerprint
+/// that matches pins the key.
+fn confirm(known_peers: &Path, view: PeerView, address: &Address) -> Result<PeerView, Error> {
+    let answer = trust_policy::ask(
+        &view,
+        address,
+        &mut io::stdin().lock(),
+        &mut io::stderr().lock(),
+    )?;
+    match answer {
+        Answer::Continue => Ok(view),
+        Answer::Matches => trust_policy::pin(known_peers, view, None),
+    }
 }
 
 /// Prints the loud warning for a changed key before the one-line error.

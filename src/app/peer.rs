@@ -83,6 +83,9 @@ pub(super) fn describe_peer(view: &PeerView, address: Option<&str>) -> Vec<Strin
     let fingerprint = view.key.fingerprint();
     let place = address.map(|a| format!(" at {a}")).unwrap_or_default();
     let mut lines = Vec::new();
+    if let Some(note) = &view.note {
+        lines.push(note.clone());
+    }
     match &view.standing {
         Standing::Verified(name) if view.pinned_now => {
             lines.push(format!(
@@ -140,11 +143,16 @@ pub(super) fn trust_peer(
     let path = home.known_peers_path();
     let pinned = trust_policy::pin(&path, current, name)?;
     let label = pinned.label();
+    let note = pinned.note.clone();
     *view.lock().expect("peer view") = pinned;
-    Ok(format!(
+    let done = format!(
         "Pinned the peer's key as {label:?} in {}; it is now verified.",
         path.display()
-    ))
+    );
+    Ok(match note {
+        Some(note) => format!("{note} It is now verified ({}).", path.display()),
+        None => done,
+    })
 }
 
 /// Turns how a conversation ended into the program's result.

@@ -26,6 +26,9 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
         eprintln!("{line}");
     }
     let (connected, view) = dial(context, &me, &args.address, &args.common, false)?;
+    if let (false, Some(note)) = (args.common.json, &view.note) {
+        eprintln!("{note}");
+    }
     let view = Arc::new(Mutex::new(view));
     let notice = output::stderr_notice();
     if args.common.json {

@@ -22,6 +22,9 @@ use crate::protocol::CloseReason;
 pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     let interactive = interactive(&args.common);
     let (me, created) = context.me(&args.common)?;
+    // A store chat cannot read is a local problem: say so now, not as a
+    // refusal to each peer that connects.
+    crate::trust::KnownPeers::load(&context.home.known_peers_path())?;
     let listener = TcpListener::bind(args.listen)
         .map_err(Error::io(format!("cannot listen on {}", args.listen)))?;
     let local = listener

@@ -225,7 +225,11 @@ fn linger(stream: &mut TcpStream, limit: Duration) {
 
 /// Runs the initiator's handshake. `decide` sees the proven responder before
 /// we reveal who we are; if it abandons, the peer is told and the result is
-/// `None`.
+/// `None`. A responder holding our own key (a connection to ourselves) is
+/// refused before `decide` sees it, so that no trust decision, and no pin,
+/// is ever made about our own key. If the responder hung up while `decide`
+/// ran (a person deciding takes time; a responder waits only so long), the
+/// result is [`NetError::Cut`] and nothing about us is sent.
 pub fn initiate(
     mut stream: TcpStream,
     rng: &mut impl CryptoRng,
@@ -245,15 +249,29 @@ pub fn initiate(
     let state = state.read_responder_identity(m4)?;
     let m5 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let verified: ResponderVerified = state.read_responder_auth(m5)?;
+    let abandon = |mut stream: TcpStream, verified: ResponderVerified, reason| {
+        let close = verified.abandon(reason);
+        // Best effort: the peer learns why; we are leaving either way.
+        let _ = stream.write_all(&close);
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+    };
+    if verified.peer().key == *identity.public() {
+        abandon(stream, verified, CloseReason::Untrusted);
+        return Err(ProtocolError::BadPeerKey {
+            which: "identity",
+            problem: "it is our own key (a connection to ourselves)".into(),
+        }
+        .into());
+    }
     match decide(verified.peer()) {
         Decision::Abandon(reason) => {
-            let close = verified.abandon(reason);
-            // Best effort: the peer learns why; we are leaving either way.
-            let _ = stream.write_all(&close);
-            let _ = stream.shutdown(std::net::Shutdown::Both);
+            abandon(stream, verified, reason);
             Ok(None)
         }
         Decision::Continue => {
+            if hung_up(&stream) {
+                return Err(NetError::Cut("while the peer's key was being checked"));
+            }
             let (established, m67) = verified.finish(rng, identity, nickname)?;
             stream.write_all(&m67)?;
             decoder.set_limit(MAX_RECORD_FRAME);
@@ -265,6 +283,20 @@ pub fn initiate(
             }))
         }
     }
+}
+
+/// Whether the responder has closed the connection (or sent something, which
+/// it may not do before our identity): a look at the socket that does not wait.
+fn hung_up(stream: &TcpStream) -> bool {
+    if stream.set_nonblocking(true).is_err() {
+        return true;
+    }
+    let gone = match stream.peek(&mut [0u8; 1]) {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
+        Ok(_) | Err(_) => true,
+    };
+    stream.set_nonblocking(false).is_err() || gone
 }
 
 /// The first bytes from the other end not decoding as a frame means it does
