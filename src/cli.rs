@@ -45,6 +45,9 @@ pub enum Command {
     Connect(ConnectArgs),
     /// Send standard input (or a file) as one message, wait for its receipt, and exit
     Send(SendArgs),
+    /// Run a blind relay that pairs peers who cannot reach each other directly
+    #[command(long_about = RELAY_ABOUT)]
+    Relay(RelayArgs),
     /// Print a shell completion script (e.g. `chat completions bash > ~/.local/share/bash-completion/completions/chat`)
     Completions {
         /// The shell to complete for
@@ -155,6 +158,109 @@ fn parse_size(text: &str) -> Result<u64, String> {
     };
     let number: u64 = digits.parse().map_err(|_| error())?;
     number.checked_mul(1 << shift).ok_or_else(error)
+}
+
+/// `chat relay`.
+#[derive(Debug, Args)]
+pub struct RelayArgs {
+    /// Address and port to listen on ([::]:PORT takes IPv6 and, on Linux, IPv4 too; port 0 picks
+    /// a free one)
+    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7778")]
+    pub listen: std::net::SocketAddr,
+    /// New connections accepted per source and minute
+    ///
+    /// A source is one IPv4 address or one IPv6 /64. It may open this many at once, then one
+    /// more every minute/N; over the rate it is answered `busy`.
+    #[arg(long, value_name = "N", default_value_t = 60, help_heading = "Limits",
+          value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_new_per_minute: u32,
+    /// Connections without a partner per source
+    ///
+    /// Connections still sending their line or waiting for a partner; one more from the same
+    /// source is answered `busy`.
+    #[arg(long, value_name = "N", default_value_t = 16, help_heading = "Limits",
+          value_parser = parse_at_least_one)]
+    pub max_unpaired_per_source: usize,
+    /// Connections without a partner in total
+    ///
+    /// When a new connection would exceed it, the oldest unpaired connection is evicted and
+    /// answered `full` (a server registers again).
+    #[arg(long, value_name = "N", default_value_t = 4096, help_heading = "Limits",
+          value_parser = parse_at_least_one)]
+    pub max_unpaired: usize,
+    /// Circuits a source may take part in
+    ///
+    /// A pairing that would exceed it at either end is refused: the newcomer is answered `busy`
+    /// and its partner keeps waiting.
+    #[arg(long, value_name = "N", default_value_t = 64, help_heading = "Limits",
+          value_parser = parse_at_least_one)]
+    pub max_circuits_per_source: usize,
+    /// Circuits in total
+    ///
+    /// A pairing beyond it is refused: the newcomer is answered `full` and its partner keeps
+    /// waiting. Each circuit holds two sockets, and up to 256 KiB of buffers while data flows.
+    #[arg(long, value_name = "N", default_value_t = 4096, help_heading = "Limits",
+          value_parser = parse_at_least_one)]
+    pub max_circuits: usize,
+    /// Time for a new connection to send its whole request line
+    ///
+    /// A line not complete in time is answered `bad`.
+    #[arg(long, value_name = "DURATION", default_value = "10s", help_heading = "Limits",
+          value_parser = parse_duration)]
+    pub line_timeout: std::time::Duration,
+    /// How long a `connect` waits for its room's `serve`
+    ///
+    /// Then it is answered `lonely`. This also covers a server's moment between two
+    /// registrations.
+    #[arg(long, value_name = "DURATION", default_value = "30s", help_heading = "Limits",
+          value_parser = parse_duration)]
+    pub lonely_timeout: std::time::Duration,
+    /// How long a `serve` registration waits at most
+    ///
+    /// Then it is answered `lonely`, and the server renews it by registering again.
+    #[arg(long, value_name = "DURATION", default_value = "1h", help_heading = "Limits",
+          value_parser = parse_duration)]
+    pub registration_lifetime: std::time::Duration,
+    /// Close a circuit after this long without a byte either way
+    ///
+    /// chat peers send a keep-alive every 15 seconds, so only dead circuits reach it.
+    #[arg(long, value_name = "DURATION", default_value = "5m", help_heading = "Limits",
+          value_parser = parse_duration)]
+    pub idle_timeout: std::time::Duration,
+    /// How often to log the one-line summary (0 for only when stopping)
+    #[arg(long, value_name = "DURATION", default_value = "1h", value_parser = parse_duration)]
+    pub summary_every: std::time::Duration,
+    /// Worker threads [default: one per CPU]
+    #[arg(long, value_name = "N", value_parser = parse_at_least_one)]
+    pub threads: Option<usize>,
+}
+
+/// The long description of `chat relay`.
+const RELAY_ABOUT: &str = "\
+Run a blind relay that pairs peers who cannot reach each other directly.
+
+A `chat serve --relay` registers a room with the relay and waits; a `chat connect` with an invite \
+asks for the same room; the relay pairs the two, answers `ok` to both and copies bytes both ways \
+without reading them. Everything it copies is end-to-end encrypted: it sees addresses, timing, \
+sizes and an opaque room id, never identities or messages. It keeps nothing on disk, holds no \
+keys, never dials out, and never logs an address or a room: it logs one summary line now and \
+then (circuits, bytes, refusals by reason). Stop it with Ctrl-C or SIGTERM.
+
+Answers: `ok` (paired), `busy` (a per-source limit), `full` (a total limit), `lonely` (no \
+partner in time), `replaced` (another server took the room), `bad` (a malformed or late line). \
+The protocol is in docs/PROTOCOL.md, section \"Relay\".";
+
+/// A count of at least one.
+fn parse_at_least_one(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(format!("{text:?} is not a whole number of at least 1")),
+    }
+}
+
+/// A duration such as `30s`, `500ms`, `5m` or `1h`.
+fn parse_duration(text: &str) -> Result<std::time::Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("{text:?}: {e} (write e.g. 30s, 5m, 1h)"))
 }
 
 /// `chat init`.

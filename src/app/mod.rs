@@ -7,6 +7,7 @@ pub mod output;
 mod peer;
 mod peers;
 pub mod progress;
+mod relay;
 mod repl;
 mod send;
 mod serve;
@@ -29,6 +30,8 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     match &cli.command {
         Command::Completions { shell } => return shell::completions(*shell),
         Command::Man => return shell::man(),
+        // The relay keeps no state: it never looks for a state folder.
+        Command::Relay(args) => return relay::relay(args),
         _ => {}
     }
     let home = Home::locate(cli.home.clone())?;
@@ -40,7 +43,9 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve(args) => serve::serve(&context, args),
         Command::Connect(args) => connect::connect(&context, args),
         Command::Send(args) => send::send(&context, args),
-        Command::Completions { .. } | Command::Man => unreachable!("handled above"),
+        Command::Completions { .. } | Command::Man | Command::Relay(_) => {
+            unreachable!("handled above")
+        }
     }
 }
 

@@ -5,6 +5,7 @@ pub mod fingerprint;
 pub(crate) mod key_transport;
 pub mod keys;
 pub(crate) mod rng;
+pub mod room;
 pub mod safety_number;
 pub(crate) mod schedule;
 pub(crate) mod signature;

@@ -2,6 +2,7 @@
 //! handshake and session over a socket.
 
 pub mod conversation;
+pub mod relay;
 pub mod server;
 pub mod transient;
 

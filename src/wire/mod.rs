@@ -9,6 +9,7 @@ pub mod file;
 pub mod frame;
 pub mod handshake;
 pub mod record;
+pub mod relay;
 
 pub use frame::{FrameDecoder, HEADER_LEN};
 
