@@ -295,7 +295,10 @@ mod tests {
             assert_eq!(text.len(), len);
             let request = Request::parse(&text).unwrap();
             assert_eq!(request.role, role);
-            assert_eq!(request.side.as_bytes(), &[0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]);
+            assert_eq!(
+                request.side.as_bytes(),
+                &[0, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66, 0x77]
+            );
             assert_eq!(request.room.as_bytes()[..2], [0x6c, 0x0b]);
             assert_eq!(request.to_line().as_bytes(), &text[..]);
             assert_eq!(scan(&text), Scan::Line(request));
@@ -320,7 +323,10 @@ mod tests {
             (line("serve", &upper, side), LineError::Room),
             (line("serve", &ROOM[..62], side), LineError::Room),
             (line("serve", &format!("{ROOM}00"), side), LineError::Room),
-            (line("serve", &ROOM.replace('6', "g"), side), LineError::Room),
+            (
+                line("serve", &ROOM.replace('6', "g"), side),
+                LineError::Room,
+            ),
             (line("connect", ROOM, "001122334455667"), LineError::Side),
             (line("connect", ROOM, "00112233445566778"), LineError::Side),
             (line("connect", ROOM, "001122334455667G"), LineError::Side),

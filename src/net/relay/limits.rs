@@ -257,7 +257,9 @@ mod tests {
             sources.admit(v4(1), t0 + Duration::from_secs(19)),
             Err(SourceRefusal::Rate)
         );
-        sources.admit(v4(2), t0).expect("another source has its own rate");
+        sources
+            .admit(v4(2), t0)
+            .expect("another source has its own rate");
         sources
             .admit(v4(1), t0 + Duration::from_secs(20))
             .expect("one more after a third of a minute");

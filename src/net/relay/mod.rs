@@ -208,12 +208,10 @@ async fn serve(config: Config, log: Log) -> Result<(), RelayError> {
             address: config.listen,
             source,
         })?;
-    let local = listener
-        .local_addr()
-        .map_err(|source| RelayError::Listen {
-            address: config.listen,
-            source,
-        })?;
+    let local = listener.local_addr().map_err(|source| RelayError::Listen {
+        address: config.listen,
+        source,
+    })?;
     log(&format!("listening on {local}"));
     let limits = &config.limits;
     log(&format!(
@@ -250,9 +248,7 @@ async fn serve(config: Config, log: Log) -> Result<(), RelayError> {
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
-                Ok((stream, peer)) => {
-                    tokio::spawn(connection(Arc::clone(&shared), stream, peer));
-                }
+                Ok((stream, peer)) => accept(&shared, stream, peer),
                 Err(error) => {
                     shared.counters.accept_error();
                     if is_resource_exhaustion(&error) {
@@ -402,22 +398,37 @@ enum Next {
     Gone(TcpStream),
 }
 
-/// One connection, from accept to the end of its circuit or its answer.
-async fn connection(shared: Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
+/// Counts a new connection in (in the accept loop, so that "oldest" means
+/// "accepted first"), and starts its task.
+fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     configure(&stream);
-    let (handle, mut fate) = oneshot::channel();
-    let admission = shared
-        .registry()
-        .admit(Source::of(peer.ip()), std::time::Instant::now(), handle);
-    let id = match admission {
-        Admission::Refused(_) => return shared.answer(stream, Answer::Busy).await,
+    let (handle, fate) = oneshot::channel();
+    let admission =
+        shared
+            .registry()
+            .admit(Source::of(peer.ip()), std::time::Instant::now(), handle);
+    let shared = Arc::clone(shared);
+    match admission {
+        Admission::Refused(_) => {
+            tokio::spawn(async move { shared.answer(stream, Answer::Busy).await });
+        }
         Admission::Admitted { id, evicted } => {
             if let Some(evicted) = evicted {
                 let _ = evicted.send(Signal::Evicted);
             }
-            id
+            tokio::spawn(connection(shared, stream, id, fate));
         }
-    };
+    }
+}
+
+/// One admitted connection, from its line to the end of its circuit or
+/// its answer.
+async fn connection(
+    shared: Arc<Shared>,
+    stream: TcpStream,
+    id: ConnId,
+    mut fate: oneshot::Receiver<Signal>,
+) {
     let enrolled = Enrolled(&shared, id);
 
     // The line.

@@ -103,6 +103,8 @@ pub struct Gauges {
     pub unpaired: usize,
     /// Waiting `serve` registrations.
     pub serves: usize,
+    /// Waiting `connect`s.
+    pub connects: usize,
     /// Open circuits.
     pub circuits: usize,
 }
@@ -116,6 +118,7 @@ pub struct Registry<H> {
     unpaired: BTreeMap<ConnId, Unpaired<H>>,
     rooms: HashMap<RoomId, Room>,
     serves: usize,
+    connects: usize,
     circuits: usize,
     next_id: ConnId,
 }
@@ -130,6 +133,7 @@ impl<H> Registry<H> {
             unpaired: BTreeMap::new(),
             rooms: HashMap::new(),
             serves: 0,
+            connects: 0,
             circuits: 0,
             next_id: 0,
         }
@@ -223,8 +227,15 @@ impl<H> Registry<H> {
                 displaced
             }
             Role::Connect => {
-                match self.rooms.entry(request.room).or_insert_with(|| Room::Connects(VecDeque::new())) {
-                    Room::Connects(queue) => queue.push_back(id),
+                match self
+                    .rooms
+                    .entry(request.room)
+                    .or_insert_with(|| Room::Connects(VecDeque::new()))
+                {
+                    Room::Connects(queue) => {
+                        queue.push_back(id);
+                        self.connects += 1;
+                    }
                     Room::Serve { .. } => unreachable!("a waiting serve pairs at once"),
                 }
                 None
@@ -259,6 +270,7 @@ impl<H> Registry<H> {
         Gauges {
             unpaired: self.unpaired.len(),
             serves: self.serves,
+            connects: self.connects,
             circuits: self.circuits,
         }
     }
@@ -274,7 +286,9 @@ impl<H> Registry<H> {
                     self.serves -= 1;
                 }
                 Some(Room::Connects(queue)) => {
+                    let before = queue.len();
                     queue.retain(|&waiting| waiting != id);
+                    self.connects -= before - queue.len();
                     if queue.is_empty() {
                         self.rooms.remove(&room);
                     }
@@ -330,13 +344,30 @@ mod tests {
             r.register(s, &request(Role::Serve, 7, 1)),
             Registration::Waiting { displaced: None }
         );
-        assert_eq!(r.gauges(), Gauges { unpaired: 2, serves: 1, circuits: 0 });
-        let Registration::Paired { partner, circuit } = r.register(c, &request(Role::Connect, 7, 2))
+        assert_eq!(
+            r.gauges(),
+            Gauges {
+                unpaired: 2,
+                serves: 1,
+                connects: 0,
+                circuits: 0
+            }
+        );
+        let Registration::Paired { partner, circuit } =
+            r.register(c, &request(Role::Connect, 7, 2))
         else {
             panic!("not paired")
         };
         assert_eq!(partner, "s");
-        assert_eq!(r.gauges(), Gauges { unpaired: 0, serves: 0, circuits: 1 });
+        assert_eq!(
+            r.gauges(),
+            Gauges {
+                unpaired: 0,
+                serves: 0,
+                connects: 0,
+                circuits: 1
+            }
+        );
         assert!(!r.leave(s) && !r.leave(c), "neither is unpaired any more");
         r.close_circuit(circuit);
         assert_eq!(r.gauges(), Gauges::default());
@@ -354,6 +385,7 @@ mod tests {
                 Registration::Waiting { displaced: None }
             );
         }
+        assert_eq!(r.gauges().connects, 3);
         for expected in ["c1", "c2"] {
             let s = admit(&mut r, 1, "s");
             match r.register(s, &request(Role::Serve, 7, 1)) {
@@ -493,7 +525,10 @@ mod tests {
         assert_eq!(pair(&mut r, 1, 3, 8), Registration::Refused(Answer::Busy));
         assert_eq!(r.gauges().serves, 1, "the serve of room 8 still waits");
         assert_eq!(pair(&mut r, 3, 2, 9), Registration::Refused(Answer::Busy));
-        assert!(matches!(pair(&mut r, 3, 4, 10), Registration::Paired { .. }));
+        assert!(matches!(
+            pair(&mut r, 3, 4, 10),
+            Registration::Paired { .. }
+        ));
         assert_eq!(pair(&mut r, 5, 6, 11), Registration::Refused(Answer::Full));
         r.close_circuit(circuit);
         let c = admit(&mut r, 6, "c");
@@ -510,7 +545,10 @@ mod tests {
             ..Limits::default()
         });
         let now = Instant::now();
-        assert!(matches!(r.admit(source(1), now, "a"), Admission::Admitted { .. }));
+        assert!(matches!(
+            r.admit(source(1), now, "a"),
+            Admission::Admitted { .. }
+        ));
         assert_eq!(
             r.admit(source(1), now, "b"),
             Admission::Refused(SourceRefusal::Rate)

@@ -115,7 +115,7 @@ impl Counters {
 pub fn line(period: Duration, gauges: Gauges, tally: &Tally) -> String {
     let mut out = format!(
         "summary for the last {}: {} circuits open, {} opened, {} closed ({} failed, {} idle); \
-         {} waiting ({} serve); {} relayed; answered",
+         {} unpaired, of which {} serve and {} connect waiting; {} relayed; answered",
         humantime::format_duration(Duration::from_secs(period.as_secs())),
         gauges.circuits,
         tally.answers[index(Answer::Ok)],
@@ -124,6 +124,7 @@ pub fn line(period: Duration, gauges: Gauges, tally: &Tally) -> String {
         tally.ended[2],
         gauges.unpaired,
         gauges.serves,
+        gauges.connects,
         bytes(tally.bytes),
     );
     for answer in Answer::ALL.into_iter().filter(|&a| a != Answer::Ok) {
@@ -181,12 +182,13 @@ mod tests {
         let gauges = Gauges {
             unpaired: 2,
             serves: 1,
+            connects: 0,
             circuits: 4,
         };
         assert_eq!(
             line(Duration::from_secs(600), gauges, &tally),
             "summary for the last 10m: 4 circuits open, 1 opened, 1 closed (0 failed, 1 idle); \
-             2 waiting (1 serve); 3.0 MiB relayed; answered full 1 (1 evicted), busy 0, \
+             2 unpaired, of which 1 serve and 0 connect waiting; 3.0 MiB relayed; answered full 1 (1 evicted), busy 0, \
              lonely 1, replaced 0, bad 2; 1 left unpaired, 0 renewed"
         );
         assert_eq!(counters.take(), Tally::default());
