@@ -112,8 +112,9 @@ struct Shared {
 type Handle = oneshot::Sender<Signal>;
 
 enum Signal {
-    /// A partner arrived: its socket, and the circuit to release at the end.
-    Pair(TcpStream, Circuit),
+    /// A partner arrived: its socket, the circuit to release at the end,
+    /// and the partner's role.
+    Pair(TcpStream, Circuit, Role),
     /// A newer `serve` took this registration's place.
     Displaced(Displaced),
     /// The relay held too many unpaired connections, and this was the oldest.
@@ -140,7 +141,9 @@ impl Shared {
     /// Acts on what a waiting connection was told.
     async fn signalled(&self, stream: TcpStream, signal: Signal) {
         match signal {
-            Signal::Pair(partner, circuit) => self.circuit(stream, partner, circuit).await,
+            Signal::Pair(partner, circuit, role) => {
+                self.circuit(stream, partner, role, circuit).await;
+            }
             Signal::Displaced(Displaced::Replaced) => self.answer(stream, Answer::Replaced).await,
             Signal::Displaced(Displaced::Renewed) => self.counters.quiet(Quiet::Renewed),
             Signal::Evicted => {
@@ -151,12 +154,23 @@ impl Shared {
     }
 
     /// Answers `ok` to both and copies until the circuit ends.
-    async fn circuit(&self, mut waiting: TcpStream, mut arriving: TcpStream, circuit: Circuit) {
+    async fn circuit(
+        &self,
+        mut waiting: TcpStream,
+        mut arriving: TcpStream,
+        arriving_role: Role,
+        circuit: Circuit,
+    ) {
         let _release = CircuitGuard(self, circuit);
         self.counters.answered(Answer::Ok);
+        // The `connect` side first: it speaks first (ClientHello).
+        let (first, second) = match arriving_role {
+            Role::Connect => (&mut arriving, &mut waiting),
+            Role::Serve => (&mut waiting, &mut arriving),
+        };
         let ok = timeout(ANSWER_TIMEOUT, async {
-            waiting.write_all(Answer::Ok.line()).await?;
-            arriving.write_all(Answer::Ok.line()).await
+            first.write_all(Answer::Ok.line()).await?;
+            second.write_all(Answer::Ok.line()).await
         })
         .await;
         let end = if ok.is_ok_and(|written| written.is_ok()) {
@@ -460,9 +474,9 @@ async fn connection(
         let mut registry = shared.registry();
         match registry.register(id, &request) {
             Registration::Paired { partner, circuit } => {
-                match partner.send(Signal::Pair(stream, circuit)) {
+                match partner.send(Signal::Pair(stream, circuit, request.role)) {
                     Ok(()) => return,
-                    Err(Signal::Pair(stream, circuit)) => {
+                    Err(Signal::Pair(stream, circuit, _)) => {
                         // The partner's task is gone without leaving (it
                         // panicked): nobody to talk to.
                         registry.close_circuit(circuit);
