@@ -16,7 +16,7 @@
 #   FUZZ_ARGS      more libFuzzer options, e.g. "-only_ascii=1"
 set -uo pipefail
 
-ALL_TARGETS=(frame_decoder handshake_messages record_opener file_records transfer_receiver responder initiator known_peers sanitizer)
+ALL_TARGETS=(frame_decoder handshake_messages record_opener file_records transfer_receiver responder initiator known_peers sanitizer relay_line)
 
 usage() {
     echo "usage: $0 SECONDS [TARGET...]" >&2

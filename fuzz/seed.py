@@ -22,6 +22,7 @@ FUZZ = Path(__file__).resolve().parent
 ROOT = FUZZ.parent
 VECTORS = ROOT / "docs" / "vectors" / "session-v2.toml"
 EXAMPLE_PEERS = ROOT / "known_peers.example.toml"
+RELAY_VECTORS = ROOT / "docs" / "vectors" / "relay.toml"
 
 TARGETS = [
     "frame_decoder",
@@ -33,6 +34,7 @@ TARGETS = [
     "initiator",
     "known_peers",
     "sanitizer",
+    "relay_line",
 ]
 
 # Frame type bytes (src/wire/mod.rs).
@@ -351,6 +353,20 @@ def seed_sanitizer(c: Corpus) -> None:
         c.add("sanitizer", name, data)
 
 
+def seed_relay_line(c: Corpus) -> None:
+    vectors = tomllib.loads(RELAY_VECTORS.read_text())
+    for i, case in enumerate(vectors["request"]):
+        line = case["line"].encode()
+        c.add("relay_line", f"request-{i}", line)
+        c.add("relay_line", f"request-{i}-cut", line[:-1])
+        c.add("relay_line", f"request-{i}-early", line + b"\x16\x03")
+    for i, case in enumerate(vectors["bad"]):
+        c.add("relay_line", f"bad-{i}", case["line"].encode())
+    for word, line in vectors["answers"].items():
+        c.add("relay_line", f"answer-{word}", line.encode())
+    c.add("relay_line", "too-long", b"chat-relay/1 " + b"a" * 120)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=FUZZ / "corpus", help="corpus root (default: fuzz/corpus)")
@@ -365,6 +381,7 @@ def main() -> int:
     seed_sessions(c, frames)
     seed_known_peers(c)
     seed_sanitizer(c)
+    seed_relay_line(c)
     for target in TARGETS:
         print(f"{target}: {c.counts[target]} seeds in {args.out / target}")
     return 0

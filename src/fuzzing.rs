@@ -394,6 +394,36 @@ pub fn sanitizer(data: &[u8]) {
     }
 }
 
+/// The relay's request line and answers (`wire::relay`): arbitrary bytes,
+/// read in pieces as the relay reads them, never panic; whatever is accepted
+/// is exactly the canonical line of the request it decodes to, and is
+/// decided at its LF; an answer is accepted only as one of the six lines.
+pub fn relay_line(data: &[u8]) {
+    use crate::wire::relay::{Answer, MAX_LINE, Request, Scan, scan};
+    let read = &data[..data.len().min(MAX_LINE)];
+    let mut verdict = Scan::Incomplete;
+    let mut decided_at = 0;
+    for end in 1..=read.len() {
+        verdict = scan(&read[..end]);
+        decided_at = end;
+        if verdict != Scan::Incomplete {
+            break;
+        }
+    }
+    match verdict {
+        Scan::Line(request) => {
+            assert_eq!(request.to_line().as_bytes(), &read[..decided_at]);
+            assert_eq!(read[decided_at - 1], b'\n');
+            assert_eq!(Request::parse(&read[..decided_at]), Ok(request));
+        }
+        Scan::Bad(_) => assert!(decided_at == MAX_LINE || read[..decided_at].contains(&b'\n')),
+        Scan::Incomplete => assert!(read.len() < MAX_LINE && !read.contains(&b'\n')),
+    }
+    if let Some(answer) = Answer::parse(data) {
+        assert_eq!(answer.line(), data);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;

@@ -17,6 +17,7 @@ fn entry_point(target: &str) -> fn(&[u8]) {
         "initiator" => chat::fuzzing::initiator,
         "known_peers" => chat::fuzzing::known_peers,
         "sanitizer" => chat::fuzzing::sanitizer,
+        "relay_line" => chat::fuzzing::relay_line,
         other => panic!("unknown fuzz target {other}"),
     }
 }

@@ -396,10 +396,13 @@ mod tests {
             let line = request.to_line();
             prop_assert!(line.len() <= MAX_LINE);
             prop_assert_eq!(Request::parse(line.as_bytes()), Ok(request));
+            crate::fuzzing::relay_line(line.as_bytes());
+            crate::fuzzing::relay_line(&line.as_bytes()[..line.len() - 1]);
         }
 
         #[test]
         fn scan_never_panics_and_accepts_only_canonical_lines(bytes in proptest::collection::vec(any::<u8>(), 0..200)) {
+            crate::fuzzing::relay_line(&bytes);
             let read = &bytes[..bytes.len().min(MAX_LINE)];
             if let Scan::Line(request) = scan(read) {
                 let line = request.to_line();
