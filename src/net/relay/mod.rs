@@ -424,7 +424,11 @@ fn accept(shared: &Arc<Shared>, stream: TcpStream, peer: SocketAddr) {
     let shared = Arc::clone(shared);
     match admission {
         Admission::Refused(_) => {
-            tokio::spawn(async move { shared.answer(stream, Answer::Busy).await });
+            // A source over its limits gets its answer at once and no
+            // task: written if it fits (it always does on a new socket),
+            // then closed without lingering.
+            shared.counters.answered(Answer::Busy);
+            let _ = stream.try_write(Answer::Busy.line());
         }
         Admission::Admitted { id, evicted } => {
             if let Some(evicted) = evicted {
@@ -448,7 +452,10 @@ async fn connection(
     // The line.
     let line = tokio::select! {
         line = timeout(shared.limits.line_timeout, read_line(&stream)) => line,
-        Ok(signal) = &mut fate => return shared.signalled(stream, signal).await,
+        signal = &mut fate => match signal {
+            Ok(signal) => return shared.signalled(stream, signal).await,
+            Err(_) => return, // The relay is stopping.
+        },
     };
     let request = match line {
         Ok(Ok(request)) => request,
@@ -514,7 +521,10 @@ async fn connection(
         };
     let woken = loop {
         tokio::select! {
-            Ok(signal) = &mut fate => return shared.signalled(stream, signal).await,
+            signal = &mut fate => match signal {
+                Ok(signal) => return shared.signalled(stream, signal).await,
+                Err(_) => return, // The relay is stopping.
+            },
             () = sleep_until(deadline) => break Woken::Lonely,
             readable = stream.readable() => {
                 if readable.is_err() {
