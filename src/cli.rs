@@ -198,8 +198,9 @@ pub struct RelayArgs {
     /// Circuits in total
     ///
     /// A pairing beyond it is refused: the newcomer is answered `full` and its partner keeps
-    /// waiting. Each circuit holds two sockets, and up to 256 KiB of buffers while data flows.
-    #[arg(long, value_name = "N", default_value_t = 4096, help_heading = "Limits",
+    /// waiting. Each circuit holds two sockets, a few KiB when idle, and at most 256 KiB of
+    /// buffers while data flows: 1024 circuits can never need more than 256 MiB.
+    #[arg(long, value_name = "N", default_value_t = 1024, help_heading = "Limits",
           value_parser = parse_at_least_one)]
     pub max_circuits: usize,
     /// Time for a new connection to send its whole request line

@@ -43,7 +43,7 @@ impl Default for Limits {
             unpaired_per_source: 16,
             unpaired: 4096,
             circuits_per_source: 64,
-            circuits: 4096,
+            circuits: 1024,
             line_timeout: Duration::from_secs(10),
             lonely_timeout: Duration::from_secs(30),
             registration_lifetime: Duration::from_secs(3600),
