@@ -50,3 +50,23 @@ fn a_second_implementation_from_the_spec_alone_reproduces_the_vector_session() {
     let passed = stdout.lines().filter(|l| l.starts_with("PASS")).count();
     assert!(passed > 300, "only {passed} checks ran");
 }
+
+#[test]
+fn python_reading_of_the_relay_spec_accepts_the_relay_vectors() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let output = Command::new("python3")
+        .arg(root.join("tests/interop/check_relay.py"))
+        .arg(root.join("docs/vectors"))
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("python3 runs");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the relay checker failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("all checks passed"), "{stdout}");
+    let passed = stdout.lines().filter(|l| l.starts_with("PASS")).count();
+    assert!(passed >= 20, "only {passed} checks ran");
+}
