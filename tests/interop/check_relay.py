@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Checks docs/vectors/relay.toml against docs/PROTOCOL.md, section 15 (Relay),
+"""Checks docs/vectors/relay.toml against docs/PROTOCOL.md, section 16 (Relay),
 written from the spec alone: the room id derivation, the request line grammar,
 and the answers. Standard library only (Python 3.11+).
 
@@ -12,14 +12,14 @@ import sys
 import tomllib
 from pathlib import Path
 
-# Section 15.1: room_id = SHA-256("chat v2 relay room" || R).
+# Section 16.1: room_id = SHA-256("chat v2 relay room" || R).
 LABEL = b"chat v2 relay room"
 
-# Section 15.2: the whole line, LF included, and nothing after it.
+# Section 16.2: the whole line, LF included, and nothing after it.
 LINE = re.compile(rb"chat-relay/1 (serve|connect) ([0-9a-f]{64}) ([0-9a-f]{16})\n\Z")
 MAX_LINE = 128
 
-# Section 15.3.
+# Section 16.3.
 ANSWERS = {"ok", "full", "busy", "lonely", "replaced", "bad"}
 
 passed = 0
@@ -35,7 +35,7 @@ def check(condition: bool, what: str) -> None:
 
 
 def accepted(line: bytes) -> bool:
-    """What a relay does with the first bytes of a connection (section 15.2)."""
+    """What a relay does with the first bytes of a connection (section 16.2)."""
     end = line.find(b"\n")
     if end < 0 or end >= MAX_LINE:
         return False
