@@ -177,7 +177,8 @@ fn open_message<'f>(
     Ok((typ, body))
 }
 
-/// The body of a plaintext frame of type `typ`.
+/// The body of a plaintext frame of type `typ`; a frame of another type is
+/// malformed (`docs/PROTOCOL.md`, section 11), as it is not authenticated.
 fn expect_type<'f>(
     frame: &'f [u8],
     typ: FrameType,
@@ -187,7 +188,10 @@ fn expect_type<'f>(
     if found == typ as u8 {
         Ok(body)
     } else {
-        Err(ProtocolError::PeerMisbehaved(problem))
+        Err(ProtocolError::Malformed {
+            what: "frame",
+            problem,
+        })
     }
 }
 

@@ -488,3 +488,48 @@ fn secrets_do_not_show_in_debug() {
     assert!(!format!("{secret:?}").contains("171"));
     assert!(!format!("{secret:?}").to_lowercase().contains("ab"));
 }
+
+/// The kinds of section 11 for the plaintext frames of the handshake. In
+/// the first frame a side receives, any defect means the other end is not
+/// a chat peer: a version-2 ClientHello that is not 37 bytes (5.1), a
+/// ServerHello of another version (5.2), a frame of length 0. In m3, a
+/// frame of another type, or of length 0, is malformed: never a protocol
+/// violation, since nothing about it is authenticated.
+#[test]
+fn plaintext_frames_are_judged_by_their_place() {
+    let h = honest();
+    let empty = [0u8, 0, 0, 0];
+    let mut longer = h.flights[0].clone();
+    longer.push(0);
+    longer[3] += 1;
+    assert_eq!(
+        Responder::read_client_hello(&longer).unwrap_err(),
+        ProtocolError::NotChat
+    );
+    assert_eq!(
+        Responder::read_client_hello(&empty).unwrap_err(),
+        ProtocolError::NotChat
+    );
+    let mut other_version = h.flights[1].clone();
+    other_version[5] = 1;
+    for m2 in [&other_version[..], &empty] {
+        assert_eq!(
+            h.initiator_sent_hello
+                .clone()
+                .read_server_hello(&mut rng(3), m2)
+                .unwrap_err(),
+            ProtocolError::NotChat
+        );
+    }
+    for m3 in [&h.flights[0][..], &empty] {
+        let err = h
+            .responder_sent_hello
+            .clone()
+            .read_key_transport(&mut rng(4), &h.identity_r, "bob", m3)
+            .unwrap_err();
+        assert!(
+            matches!(err, ProtocolError::Malformed { what: "frame", .. }),
+            "{err:?}"
+        );
+    }
+}

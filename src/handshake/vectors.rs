@@ -1,7 +1,9 @@
 //! The protocol test vectors in `docs/vectors/session-v2.toml`: one whole
 //! session with fixed keys and fixed randomness, every frame and every
-//! intermediate value: the handshake, messages, a key update in each
-//! direction (two in one), and a small file transfer with a resume. The
+//! intermediate value: the handshake, messages, two key updates in each
+//! direction (called for by lowered limits: bytes on one side, records on
+//! the other), a small file transfer with a resume, and the end of a
+//! finished session (both DONE, both CLOSE). The
 //! file is regenerated here and must match byte for byte, and its recorded
 //! frames are replayed into fresh state machines and decrypted with the
 //! AES-GCM crate directly, by the formulas of `docs/PROTOCOL.md`. To rewrite
@@ -22,7 +24,7 @@ use super::{Established, Initiator, Responder};
 use crate::crypto::PrivateKey;
 use crate::crypto::schedule::TrafficSecret;
 use crate::protocol::{CloseReason, MAX_HANDSHAKE_FRAME, MAX_RECORD_FRAME};
-use crate::session::Event;
+use crate::session::{Event, RekeyLimit};
 use crate::transfer::{
     Entry, FileHasher, Manifest, Reaction, ReceiverAction, SaveOutcome, SenderAction, Transfers,
 };
@@ -39,6 +41,12 @@ const FILE_0: &[u8] = b"chat v2 vectors: a file of 40 bytes.\n\x00\x01\xff";
 const FILE_0_PATH: &str = "hello.txt";
 const FILE_1_PATH: [&str; 2] = ["notes", "empty.txt"];
 const HELD: usize = 16;
+
+/// The lowered key-update limits of the vector session (docs/PROTOCOL.md,
+/// 7.2 and 14): the initiator updates after 90 bytes of plaintext under one
+/// key, the responder after 4 records; the other limits are the defaults.
+const INITIATOR_REKEY_BYTES: u64 = 90;
+const RESPONDER_REKEY_RECORDS: u64 = 4;
 
 fn vectors_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors")
@@ -258,9 +266,9 @@ fn run() -> Session {
     session.record("responder", &m45, Keys::Handshake("hs_r2i"), &mut counters);
     session.record("initiator", &m67, Keys::Handshake("hs_i2r"), &mut counters);
 
-    // The later epochs' secrets, keys and IVs: the script updates the
-    // initiator's key twice and the responder's once.
-    for (direction, epochs) in [("i2r", 2), ("r2i", 1)] {
+    // The later epochs' secrets, keys and IVs: each side updates its key
+    // twice in the script.
+    for (direction, epochs) in [("i2r", 2), ("r2i", 2)] {
         let name = |n: u32, what: &str| format!("app_{direction}_{n}_{what}");
         let mut secret = TrafficSecret::new(
             session.values[&name(0, "secret")]
@@ -285,7 +293,7 @@ fn run() -> Session {
         session.record(from, flight, Keys::Application, &mut counters);
     });
     assert_eq!(counters["epoch_i2r"], 2);
-    assert_eq!(counters["epoch_r2i"], 1);
+    assert_eq!(counters["epoch_r2i"], 2);
     session
 }
 
@@ -297,6 +305,13 @@ fn script(
     mut flight: impl FnMut(&'static str, &[u8]),
 ) {
     let (mut ada_files, mut bob_files) = (Transfers::new(), Transfers::new());
+    // Every key update below comes from these limits (7.2), none is asked for.
+    ada.session
+        .send()
+        .set_rekey_limit(RekeyLimit::default().with_bytes(INITIATOR_REKEY_BYTES));
+    bob.session
+        .send()
+        .set_rekey_limit(RekeyLimit::default().with_records(RESPONDER_REKEY_RECORDS));
 
     // Messages, as in version 1.
     let mut out = Vec::new();
@@ -314,11 +329,13 @@ fn script(
     flight("responder", &out);
     deliver(ada, &mut ada_files, &out, &mut Vec::new());
 
-    // Ada acknowledges, updates her key, and offers a file and a folder
-    // holding an empty file.
+    // Ada acknowledges, and offers a file and a folder holding an empty
+    // file. Her key has sealed 69 bytes (the message and the receipt); with
+    // the 54 of the offer it would seal more than 90, so a KEY_UPDATE (epoch
+    // 1) goes first.
     let mut out = Vec::new();
     ada.session.send().receipt(1, &mut out).unwrap();
-    ada.session.send().update_key(&mut out).unwrap();
+    assert_eq!(ada.session.send().epoch(), 0);
     let manifest = Manifest::new(vec![
         Entry {
             path: vec![FILE_0_PATH.into()],
@@ -332,16 +349,17 @@ fn script(
     .unwrap();
     let (id, offer) = ada_files.outgoing.offer(manifest).unwrap();
     ada.session.send().file(&offer, &mut out).unwrap();
+    assert_eq!(ada.session.send().epoch(), 1);
     flight("initiator", &out);
     assert_eq!(
         deliver(bob, &mut bob_files, &out, &mut Vec::new()),
         [Got::Offered(1)]
     );
 
-    // Bob updates his key and accepts, proposing to resume the first file
-    // from the 16 bytes he holds.
+    // Bob accepts, proposing to resume the first file from the 16 bytes he
+    // holds. His key has sealed 3 records (R - 1), so a KEY_UPDATE (epoch 1)
+    // goes first, as the key's 4th.
     let mut out = Vec::new();
-    bob.session.send().update_key(&mut out).unwrap();
     let mut held = FileHasher::new();
     held.update(&FILE_0[..HELD]);
     for action in bob_files.incoming.accept(id, vec![(0, held)]).unwrap() {
@@ -350,6 +368,7 @@ fn script(
         };
         bob.session.send().file(&record, &mut out).unwrap();
     }
+    assert_eq!(bob.session.send().epoch(), 1);
     flight("responder", &out);
     let actions = deliver_sender(ada, &mut ada_files, &out);
     assert_eq!(
@@ -361,7 +380,11 @@ fn script(
     );
 
     // Ada's prefix matches: she sends the rest of the first file in two
-    // records with a key update between them, then the empty file, and DONE.
+    // records, then the empty file, and DONE. Under epoch 1 her key has
+    // sealed 54 + 18 + 16 = 88 bytes when the second FILE_DATA (8 bytes)
+    // would take it past 90: a KEY_UPDATE (epoch 2) goes between them. Under
+    // epoch 2, the records bring the key to exactly 90 bytes, which is not
+    // more than 90: no third update.
     let mut out = Vec::new();
     let next = ada_files.outgoing.next().unwrap();
     let mut prefix = FileHasher::new();
@@ -369,10 +392,7 @@ fn script(
     let (offset, start) = ada_files.outgoing.start(id, 0, Some(prefix)).unwrap();
     assert_eq!(offset, HELD as u64);
     ada.session.send().file(&start, &mut out).unwrap();
-    for (i, piece) in FILE_0[HELD..].chunks(CHUNK).enumerate() {
-        if i == 1 {
-            ada.session.send().update_key(&mut out).unwrap();
-        }
+    for piece in FILE_0[HELD..].chunks(CHUNK) {
         ada_files.outgoing.data(piece).unwrap();
         ada.session
             .send()
@@ -386,10 +406,16 @@ fn script(
     let end = ada_files.outgoing.end().unwrap();
     ada.session.send().file(&end, &mut out).unwrap();
     ada.session.send().done(&mut out).unwrap();
+    assert_eq!(ada.session.send().epoch(), 2);
     flight("initiator", &out);
 
     // Bob saves both (the first file's SHA-256 covers his 16 bytes and the
-    // 24 that came), sends the verdicts, and says goodbye.
+    // 24 that came) and sends the verdicts as he goes; Ada's DONE comes
+    // last. Bob, who starts nothing himself, answers it with his DONE (8.4):
+    // under epoch 1 his key has sealed 3 records (FILE_ACCEPT, two
+    // verdicts), so a KEY_UPDATE (epoch 2) goes first. Now the session is
+    // finished for him (both DONE, everything acknowledged, the offer
+    // finished): he says goodbye at once.
     let mut answer = Vec::new();
     let got = deliver(bob, &mut bob_files, &out, &mut answer);
     let mut received = FILE_0[..HELD].to_vec();
@@ -404,14 +430,36 @@ fn script(
         got[3..],
         [Got::Saved, Got::Open(0), Got::Saved, Got::Finished(1)]
     );
+    assert!(bob.session.recv().peer_done());
+    assert_eq!(bob_files.incoming.open(), 0);
     let mut out = answer;
+    bob.session.send().done(&mut out).unwrap();
+    assert_eq!(bob.session.send().epoch(), 2);
     bob.session
         .send()
         .close(CloseReason::Goodbye, &mut out)
         .unwrap();
     flight("responder", &out);
-    let actions = deliver_sender(ada, &mut ada_files, &out);
+
+    // Ada takes the verdicts (her offer is finished) and Bob's DONE: now the
+    // session is finished for her too, and she says goodbye before reading
+    // on. Bob's CLOSE, which followed his DONE, she discards unopened, as Bob
+    // discards hers (8.5). Her CLOSE is not preceded by a KEY_UPDATE although
+    // it takes her key past 90 bytes: CLOSE never waits for one.
+    let frames = split(&out);
+    let (bobs_close, before) = frames.split_last().unwrap();
+    assert_eq!(bobs_close[4], FrameType::Close as u8);
+    let actions = deliver_sender(ada, &mut ada_files, &before.concat());
     assert_eq!(actions.last(), Some(&SenderAction::Finished { id }));
+    assert!(ada.session.recv().peer_done());
+    assert_eq!(ada_files.outgoing.open(), 0);
+    let mut out = Vec::new();
+    ada.session
+        .send()
+        .close(CloseReason::Goodbye, &mut out)
+        .unwrap();
+    assert_eq!(ada.session.send().epoch(), 2);
+    flight("initiator", &out);
 }
 
 /// What the receiving side's edge was asked to do, owned.
@@ -506,6 +554,8 @@ fn render(session: &Session) -> String {
     let _ = writeln!(t, "file_0_path = \"{FILE_0_PATH}\"");
     let _ = writeln!(t, "file_0_held = {HELD}");
     let _ = writeln!(t, "file_1_path = \"{}\"", FILE_1_PATH.join("/"));
+    let _ = writeln!(t, "initiator_rekey_bytes = {INITIATOR_REKEY_BYTES}");
+    let _ = writeln!(t, "responder_rekey_records = {RESPONDER_REKEY_RECORDS}");
     let _ = writeln!(
         t,
         "initiator_chacha20_seed = \"{}\"",
@@ -549,7 +599,7 @@ fn render(session: &Session) -> String {
     t
 }
 
-const VALUE_ORDER: [&str; 36] = [
+const VALUE_ORDER: [&str; 39] = [
     "nonce_i",
     "nonce_r",
     "session_secret",
@@ -580,6 +630,9 @@ const VALUE_ORDER: [&str; 36] = [
     "app_r2i_1_secret",
     "app_r2i_1_key",
     "app_r2i_1_iv",
+    "app_r2i_2_secret",
+    "app_r2i_2_key",
+    "app_r2i_2_iv",
     "identity_i_fingerprint_sha256",
     "identity_r_fingerprint_sha256",
     "file_0",
@@ -722,9 +775,9 @@ fn recorded_frames_replay_through_both_roles() {
     }
     assert_eq!(
         records,
-        4 + 23,
-        "4 handshake records; 4 + 2 of two messages, 2 receipts, 3 key updates, 10 file \
-         records, done, close"
+        4 + 26,
+        "4 handshake records; 4 + 2 of two messages, 2 receipts, 4 key updates, 10 file \
+         records, 2 DONE, 2 CLOSE"
     );
 
     // Every application secret, key and IV, by the formulas of section 6
@@ -741,7 +794,7 @@ fn recorded_frames_replay_through_both_roles() {
     };
     let prk = hex_field(values, "prk");
     let th7 = hex_field(values, "th7");
-    for (direction, epochs) in [("i2r", 2), ("r2i", 1)] {
+    for (direction, epochs) in [("i2r", 2), ("r2i", 2)] {
         let name = |n: u32, what: &str| format!("app_{direction}_{n}_{what}");
         let label = format!("chat v2 app {direction} secret");
         let mut secret = block(&prk, &[label.as_bytes(), &th7]);

@@ -198,6 +198,80 @@ fn oversized_message_is_refused_at_its_start() {
     );
 }
 
+/// The limit is inclusive (docs/PROTOCOL.md 8.1): a message of exactly the
+/// limit is accepted, one byte more is too large.
+#[test]
+fn a_message_of_exactly_the_limit_is_accepted() {
+    let (mut alice, mut bob) = pair();
+    bob.recv().set_max_message(10);
+    let mut wire = Vec::new();
+    alice.send().message(b"0123456789", 16, &mut wire).unwrap();
+    assert_eq!(
+        receive(bob.recv(), &wire).unwrap(),
+        [
+            "MessageStart { id: 1, length: 10 }",
+            "MessageEnd { id: 1, data: [48, 49, 50, 51, 52, 53, 54, 55, 56, 57] }"
+        ]
+    );
+}
+
+/// Where a record is expected, a frame of length 0 (no type byte at all)
+/// and one too short to hold a tag are authentication failures, like any
+/// record that does not open (docs/PROTOCOL.md 4, 7.1): nothing says the
+/// peer sent them, so nothing is answered (no CLOSE(4)).
+#[test]
+fn an_empty_or_short_frame_is_an_authentication_failure() {
+    for (what, stream) in [
+        ("length 0", vec![0, 0, 0, 0]),
+        ("length 1", vec![0, 0, 0, 1, 0x14]),
+        ("length 16", [vec![0, 0, 0, 16, 0x14], vec![0; 15]].concat()),
+    ] {
+        let (_, mut bob) = pair();
+        assert_eq!(
+            receive(bob.recv(), &stream).unwrap_err(),
+            ProtocolError::AuthenticationFailed,
+            "{what}"
+        );
+    }
+}
+
+/// A record is opened before its type byte is looked at (4.1, 7.1): a type
+/// the spec does not list, or a handshake type, fails to authenticate when
+/// forged, and is a protocol violation only when authentic.
+#[test]
+fn a_record_type_is_judged_only_once_the_record_opens() {
+    use crate::crypto::aead::Aes256GcmCipher;
+    /// Alice's first record (epoch 0, sequence number 0) with any type byte.
+    fn sealed(typ: u8, body: &[u8]) -> Vec<u8> {
+        let key = TrafficSecret::new([1; 32]).traffic_key();
+        let length = (1 + body.len() + TAG_LEN) as u32;
+        let mut aad = [0u8; 13];
+        aad[..4].copy_from_slice(&length.to_be_bytes());
+        aad[4] = typ;
+        let mut buffer = body.to_vec();
+        let tag = Aes256GcmCipher::new(key.key())
+            .seal(key.iv(), &aad, &mut buffer)
+            .unwrap();
+        [&aad[..5], &buffer, &tag].concat()
+    }
+    for typ in [0x42, 0x08, 0x0E, 0x20, 0xFF, 0x01, 0x07, 0x0F] {
+        let (_, mut bob) = pair();
+        assert_eq!(
+            receive(bob.recv(), &sealed(typ, b"")).unwrap_err(),
+            ProtocolError::PeerMisbehaved("unexpected record type"),
+            "type {typ:#04x}"
+        );
+        let mut forged = sealed(typ, b"");
+        forged[5] ^= 1;
+        let (_, mut bob) = pair();
+        assert_eq!(
+            receive(bob.recv(), &forged).unwrap_err(),
+            ProtocolError::AuthenticationFailed,
+            "type {typ:#04x}, forged"
+        );
+    }
+}
+
 #[test]
 fn reflected_records_fail() {
     let (mut alice, _) = pair();

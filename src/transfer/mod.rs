@@ -5,6 +5,7 @@
 //! computes each file's SHA-256 over the bytes as they pass.
 //!
 //! * `name.rs`: the name rules, for every name of an offer.
+//! * `unicode14.rs`: the code points Unicode 14.0.0 assigns (name rule 10).
 //! * `offer.rs`: an offer's [`Manifest`], checked as a whole.
 //! * `hash.rs`: the running SHA-256 of a file, prefix first.
 //! * `sender.rs`: our offers and the files we send ([`Outgoing`]).
@@ -20,6 +21,7 @@ mod name;
 mod offer;
 mod receiver;
 mod sender;
+mod unicode14;
 
 use std::time::Instant;
 

@@ -3,11 +3,19 @@
 //! rewritten, and the rules are the same on every system, so that an offer
 //! is refused or accepted the same way wherever it lands. Every component
 //! of a path in a folder send is checked the same way.
+//!
+//! The rules are checked one after the other, so that a name that breaks
+//! several is reported as breaking the lowest-numbered (as
+//! `docs/vectors/names.toml` lists it). Rules 1 to 9 and 11 list their
+//! characters here, needing no Unicode data; rule 10 admits only what
+//! Unicode 14.0.0 assigns (`unicode14.rs`), for which the normal form that
+//! `unicode-normalization` computes, with its newer data, is that of 14.0.0.
 
 use std::fmt;
 
 use unicode_normalization::is_nfc;
 
+use super::unicode14;
 use crate::protocol::MAX_NAME_LEN;
 
 /// Why a name is refused.
@@ -34,6 +42,9 @@ pub enum NameError {
     EdgeWhitespace,
     /// A final `.`, which Windows drops.
     TrailingDot,
+    /// A code point that Unicode 14.0.0 does not assign (the version the
+    /// protocol names: a newer character, a noncharacter, or none at all).
+    Unassigned(char),
     /// Not in Unicode Normalization Form C.
     NotNfc,
     /// A Windows device name (CON, NUL, COM1, ...), whatever the extension.
@@ -61,10 +72,41 @@ impl fmt::Display for NameError {
             Self::Reserved(c) => write!(f, "it contains {c:?}, which Windows does not allow"),
             Self::EdgeWhitespace => f.write_str("it starts or ends with white space"),
             Self::TrailingDot => f.write_str("it ends with a dot"),
+            Self::Unassigned(c) => write!(
+                f,
+                "it contains U+{:04X}, which Unicode 14.0, the version the protocol names, \
+                 does not assign",
+                *c as u32
+            ),
             Self::NotNfc => f.write_str("it is not in Unicode Normalization Form C"),
             Self::DeviceName(stem) => write!(f, "{stem} is a Windows device name"),
         }
     }
+}
+
+/// Control characters (rule 4): the Unicode general category Cc, which is
+/// exactly these, and the line and paragraph separators.
+fn is_control(c: char) -> bool {
+    matches!(c, '\0'..='\u{1F}' | '\u{7F}'..='\u{9F}' | '\u{2028}' | '\u{2029}')
+}
+
+/// White space (rule 8): the Unicode White_Space property, as the spec
+/// lists it, so that it does not depend on a Unicode version.
+fn is_white_space(c: char) -> bool {
+    matches!(
+        c,
+        '\u{9}'..='\u{D}'
+            | ' '
+            | '\u{85}'
+            | '\u{A0}'
+            | '\u{1680}'
+            | '\u{2000}'..='\u{200A}'
+            | '\u{2028}'
+            | '\u{2029}'
+            | '\u{202F}'
+            | '\u{205F}'
+            | '\u{3000}'
+    )
 }
 
 /// Bidirectional controls: they can make "exe.pdf" look like "fdp.exe".
@@ -95,8 +137,11 @@ const DEVICE_NAMES: [&str; 33] = [
 ];
 
 /// Checks one name (a file name, or one component of a path) against
-/// every rule, in the order of `docs/PROTOCOL.md` 9.3.
+/// every rule, in the order of `docs/PROTOCOL.md` 9.3: the error is the
+/// lowest-numbered rule the name breaks, and within a rule about
+/// characters, the first such character.
 pub fn check_name(name: &str) -> Result<(), NameError> {
+    let first = |rule: fn(char) -> bool| name.chars().find(|&c| rule(c));
     if name.is_empty() {
         return Err(NameError::Empty);
     }
@@ -106,28 +151,29 @@ pub fn check_name(name: &str) -> Result<(), NameError> {
     if name == "." || name == ".." {
         return Err(NameError::DotName);
     }
-    for c in name.chars() {
-        if c == '/' || c == '\\' {
-            return Err(NameError::Separator(c));
-        }
-        if c.is_control() || c == '\u{2028}' || c == '\u{2029}' {
-            return Err(NameError::Control(c));
-        }
-        if is_bidi(c) {
-            return Err(NameError::Bidi(c));
-        }
-        if is_invisible(c) {
-            return Err(NameError::Invisible(c));
-        }
-        if matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*') {
-            return Err(NameError::Reserved(c));
-        }
+    if let Some(c) = first(|c| c == '/' || c == '\\') {
+        return Err(NameError::Separator(c));
     }
-    if name.starts_with(char::is_whitespace) || name.ends_with(char::is_whitespace) {
+    if let Some(c) = first(is_control) {
+        return Err(NameError::Control(c));
+    }
+    if let Some(c) = first(is_bidi) {
+        return Err(NameError::Bidi(c));
+    }
+    if let Some(c) = first(is_invisible) {
+        return Err(NameError::Invisible(c));
+    }
+    if let Some(c) = first(|c| matches!(c, '<' | '>' | ':' | '"' | '|' | '?' | '*')) {
+        return Err(NameError::Reserved(c));
+    }
+    if name.starts_with(is_white_space) || name.ends_with(is_white_space) {
         return Err(NameError::EdgeWhitespace);
     }
     if name.ends_with('.') {
         return Err(NameError::TrailingDot);
+    }
+    if let Some(c) = first(|c| !unicode14::is_assigned(c)) {
+        return Err(NameError::Unassigned(c));
     }
     if !is_nfc(name) {
         return Err(NameError::NotNfc);
@@ -188,6 +234,10 @@ mod tests {
             ("trailing.", NameError::TrailingDot),
             ("...", NameError::TrailingDot),
             ("e\u{0301}te.txt", NameError::NotNfc),
+            ("shaking \u{1FAE8}.png", NameError::Unassigned('\u{1FAE8}')),
+            ("\u{0378}", NameError::Unassigned('\u{0378}')),
+            ("non\u{FDD0}char", NameError::Unassigned('\u{FDD0}')),
+            ("\u{10D50}\u{10D70}", NameError::Unassigned('\u{10D50}')),
             ("\u{212B}ngstrom", NameError::NotNfc),
             ("CON", NameError::DeviceName("CON".into())),
             ("con", NameError::DeviceName("con".into())),
@@ -253,7 +303,7 @@ mod tests {
             Err(NameError::Reserved(_)) => 7,
             Err(NameError::EdgeWhitespace) => 8,
             Err(NameError::TrailingDot) => 9,
-            Err(NameError::NotNfc) => 10,
+            Err(NameError::Unassigned(_) | NameError::NotNfc) => 10,
             Err(NameError::DeviceName(_)) => 11,
         }
     }
@@ -271,6 +321,67 @@ mod tests {
             let expected = entry["rule"].as_integer().unwrap();
             assert_eq!(rule(check_name(value)), expected, "{value:?}");
         }
+    }
+
+    /// A name that breaks several rules is reported as breaking the
+    /// lowest-numbered of them, whatever the order of its characters (9.3).
+    #[test]
+    fn the_lowest_numbered_rule_is_the_one_reported() {
+        for (name, expected) in [
+            ("a:b\u{1}", NameError::Control('\u{1}')),
+            ("a\u{202E}\\b", NameError::Separator('\\')),
+            ("x*\u{200B}", NameError::Invisible('\u{200B}')),
+            ("\u{85}x", NameError::Control('\u{85}')),
+            ("..", NameError::DotName),
+            ("\u{1FAE8}.", NameError::TrailingDot),
+            ("?\u{1FAE8}", NameError::Reserved('?')),
+        ] {
+            assert_eq!(check_name(name), Err(expected), "{name:?}");
+        }
+    }
+
+    /// The lines a digest of `names.toml` covers: for each code point that
+    /// Unicode 14.0.0 assigns, in order, whose one-character string `map`
+    /// changes, `XXXX>YYYY YYYY` in uppercase hexadecimal.
+    fn mapping_digest(map: impl Fn(&str) -> String) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        for c in (0..=0x10FFFF).filter_map(char::from_u32) {
+            let one = c.to_string();
+            let mapped = map(&one);
+            if unicode14::is_assigned(c) && mapped != one {
+                let to: Vec<String> = mapped
+                    .chars()
+                    .map(|m| format!("{:04X}", m as u32))
+                    .collect();
+                hash.update(format!("{:04X}>{}\n", c as u32, to.join(" ")));
+            }
+        }
+        hex::encode(hash.finalize())
+    }
+
+    /// Rust's own Unicode data (the standard library's lowercase, and
+    /// `unicode-normalization`'s NFC) gives, for every character Unicode
+    /// 14.0.0 assigns, what 14.0.0 gives: the digests in `names.toml` were
+    /// computed from 14.0.0 itself (9.3, "Unicode version").
+    #[test]
+    fn our_unicode_data_agrees_with_14_0_0_on_what_rule_10_admits() {
+        use unicode_normalization::UnicodeNormalization;
+        let file: toml::Table = include_str!("../../docs/vectors/names.toml")
+            .parse()
+            .unwrap();
+        let unicode = file["unicode"].as_table().unwrap();
+        assert_eq!(unicode["version"].as_str(), Some("14.0.0"));
+        assert_eq!(
+            mapping_digest(str::to_lowercase),
+            unicode["lowercase_sha256"].as_str().unwrap(),
+            "str::to_lowercase"
+        );
+        assert_eq!(
+            mapping_digest(|s| s.nfc().collect()),
+            unicode["nfc_sha256"].as_str().unwrap(),
+            "NFC"
+        );
     }
 
     #[test]

@@ -132,6 +132,11 @@ pub enum SaveOutcome {
     Saved,
     /// It could not be written or renamed.
     WriteFailed,
+    /// Something already in the save folder has its final name, or the
+    /// name of a folder on its path (a file or link where a folder must
+    /// be, or a folder the edge does not add to): nothing was replaced
+    /// (`docs/PROTOCOL.md`, 9.7). The partial file is kept (9.9).
+    NameTaken,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -611,6 +616,7 @@ impl Incoming {
         let verdict = match outcome {
             SaveOutcome::Saved => Verdict::Saved,
             SaveOutcome::WriteFailed => Verdict::WriteFailed,
+            SaveOutcome::NameTaken => Verdict::NameTaken,
         };
         let mut actions = Vec::new();
         self.verdict(id, entry, verdict, &mut actions);

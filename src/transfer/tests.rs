@@ -58,6 +58,8 @@ struct Side {
     messages: Vec<Vec<u8>>,
     /// Saves fail (a full disk).
     disk_full: bool,
+    /// Paths whose final name is taken in the save folder.
+    taken: Vec<Path>,
     /// FILE_DATA bytes received.
     data_received: u64,
     /// The edge's bug: hash the wrong range of its file for a resume.
@@ -79,6 +81,7 @@ impl Side {
             log: Vec::new(),
             messages: Vec::new(),
             disk_full: false,
+            taken: Vec::new(),
             data_received: 0,
             hash_wrong_range: false,
             now: Instant::now(),
@@ -141,7 +144,10 @@ impl Side {
                     let path = self.writing.take().unwrap();
                     let data = self.partials.remove(&path).unwrap();
                     assert_eq!(sha256(&data), hash);
-                    let outcome = if self.disk_full {
+                    let outcome = if self.taken.contains(&path) {
+                        self.partials.insert(path.clone(), data);
+                        SaveOutcome::NameTaken
+                    } else if self.disk_full {
                         self.partials.insert(path.clone(), data);
                         SaveOutcome::WriteFailed
                     } else {
@@ -471,6 +477,29 @@ fn a_write_failure_is_the_verdict_and_the_offer_goes_on() {
     let verdicts: Vec<&String> = ada.log.iter().filter(|l| l.contains("verdict")).collect();
     assert_eq!(verdicts.len(), 2);
     assert!(verdicts.iter().all(|v| v.contains("WriteFailed")));
+    assert_eq!(ada.log.last().unwrap(), "Finished { id: 1 }");
+}
+
+/// A verified file whose final name is taken at the receiver is not saved:
+/// verdict 3 (name taken, docs/PROTOCOL.md 9.7), the partial kept whole for
+/// a later resume (9.9), and the offer goes on.
+#[test]
+fn a_taken_name_is_verdict_3_and_the_offer_goes_on() {
+    let (mut ada, mut bob) = pair();
+    bob.taken.push(path("a"));
+    ada.files.insert(path("a"), bytes(3000, 1));
+    ada.files.insert(path("b"), bytes(10, 2));
+    ada.offer(&["a", "b"]);
+    deliver(&mut ada, &mut bob).unwrap();
+    accept_all(&mut bob, vec![]);
+    settle(&mut ada, &mut bob);
+    let verdicts: Vec<&String> = ada.log.iter().filter(|l| l.contains("verdict")).collect();
+    assert_eq!(verdicts.len(), 2);
+    assert!(verdicts[0].contains("NameTaken"), "{verdicts:?}");
+    assert!(verdicts[1].contains("Saved"), "{verdicts:?}");
+    assert_eq!(bob.partials[&path("a")], ada.files[&path("a")]);
+    assert!(!bob.saved.contains_key(&path("a")));
+    assert_eq!(bob.saved[&path("b")], ada.files[&path("b")]);
     assert_eq!(ada.log.last().unwrap(), "Finished { id: 1 }");
 }
 

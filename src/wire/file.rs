@@ -178,7 +178,10 @@ pub enum RejectReason {
     TooLarge,
     /// The receiver takes no files from this peer (no consent possible).
     NotAccepting,
-    /// A code this implementation does not know.
+    /// Where the receiver would save an entry, something already there
+    /// has its name, or the name of a folder on its path (section 9.7).
+    NameTaken,
+    /// A code this implementation does not know (0 among them).
     Other(u8),
 }
 
@@ -191,6 +194,7 @@ impl RejectReason {
             Self::UnsafeName => 3,
             Self::TooLarge => 4,
             Self::NotAccepting => 5,
+            Self::NameTaken => 6,
             Self::Other(code) => code,
         }
     }
@@ -203,6 +207,7 @@ impl RejectReason {
             3 => Self::UnsafeName,
             4 => Self::TooLarge,
             5 => Self::NotAccepting,
+            6 => Self::NameTaken,
             other => Self::Other(other),
         }
     }
@@ -216,6 +221,7 @@ impl fmt::Display for RejectReason {
             Self::UnsafeName => f.write_str("a file name is not safe to create"),
             Self::TooLarge => f.write_str("too large"),
             Self::NotAccepting => f.write_str("the peer does not accept files from us"),
+            Self::NameTaken => f.write_str("a file name is already taken where the peer saves"),
             Self::Other(code) => write!(f, "unknown reason {code}"),
         }
     }
@@ -317,6 +323,10 @@ pub enum Verdict {
     HashMismatch,
     /// The SHA-256 matched but the file could not be written or renamed.
     WriteFailed,
+    /// The SHA-256 matched but something already in the receiver's save
+    /// folder has the file's name, or that of a folder on its path: nothing
+    /// was replaced, nothing saved.
+    NameTaken,
     /// A code this implementation does not know: the file was not saved.
     Other(u8),
 }
@@ -328,6 +338,7 @@ impl Verdict {
             Self::Saved => 0,
             Self::HashMismatch => 1,
             Self::WriteFailed => 2,
+            Self::NameTaken => 3,
             Self::Other(code) => code,
         }
     }
@@ -338,6 +349,7 @@ impl Verdict {
             0 => Self::Saved,
             1 => Self::HashMismatch,
             2 => Self::WriteFailed,
+            3 => Self::NameTaken,
             other => Self::Other(other),
         }
     }
@@ -349,6 +361,10 @@ impl fmt::Display for Verdict {
             Self::Saved => f.write_str("saved, SHA-256 verified"),
             Self::HashMismatch => f.write_str("not saved: the SHA-256 did not match"),
             Self::WriteFailed => f.write_str("not saved: the receiver could not write it"),
+            Self::NameTaken => f.write_str(
+                "not saved: the receiver already has something under that name, which it does \
+                 not replace",
+            ),
             Self::Other(code) => write!(f, "not saved: unknown verdict {code}"),
         }
     }
@@ -738,6 +754,27 @@ mod tests {
         );
         assert!(FileRecord::decode(FrameType::FileData, &[]).is_err());
         assert!(FileRecord::decode(FrameType::Keepalive, &[]).is_err());
+    }
+
+    /// The codes of docs/PROTOCOL.md 9.2: verdict 3 and reject reason 6
+    /// (a name taken where the receiver saves, 9.7); reject reason 0 is not
+    /// assigned and, like any unknown one, kept and reported by number.
+    #[test]
+    fn verdict_and_reason_codes() {
+        assert_eq!(Verdict::from_code(3), Verdict::NameTaken);
+        assert_eq!(Verdict::NameTaken.code(), 3);
+        assert_eq!(RejectReason::from_code(6), RejectReason::NameTaken);
+        assert_eq!(RejectReason::NameTaken.code(), 6);
+        assert_eq!(RejectReason::from_code(0), RejectReason::Other(0));
+        assert_eq!(
+            Reject::decode(&[0, 0, 0, 0, 0, 0, 0, 1, 0]).unwrap(),
+            Reject {
+                id: 1,
+                reason: RejectReason::Other(0)
+            }
+        );
+        assert_eq!(RejectReason::Other(0).to_string(), "unknown reason 0");
+        assert_eq!(Verdict::from_code(4), Verdict::Other(4));
     }
 
     fn arb_component() -> impl Strategy<Value = String> {

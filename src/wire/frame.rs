@@ -2,6 +2,14 @@
 //! byte and the body. The decoder takes bytes as they arrive and hands out
 //! whole frames, checking each length against the current limit before it
 //! reserves a byte of memory for the frame.
+//!
+//! A frame of length 0 has no type byte. The decoder hands it out as its 4
+//! bytes of header, because what it is depends on where it comes
+//! (`docs/PROTOCOL.md`, section 4): where a record is expected, the record
+//! layer refuses it as an authentication failure, like any record shorter
+//! than 17 bytes; where a plaintext frame is expected, [`parse`] refuses it
+//! as malformed (the handshake calls the first frame's defects "not a chat
+//! peer").
 
 use super::FrameType;
 use crate::protocol::ProtocolError;
@@ -89,12 +97,6 @@ impl FrameDecoder {
             return Ok(None);
         };
         let length = u32::from_be_bytes(*length);
-        if length == 0 {
-            return Err(ProtocolError::Malformed {
-                what: "frame",
-                problem: "zero length",
-            });
-        }
         if length > self.limit {
             return Err(ProtocolError::FrameTooLarge {
                 length,
@@ -150,13 +152,14 @@ impl FrameDecoder {
     }
 
     /// The next whole frame (header included), if one has arrived. The frame
-    /// is mutable so that records can be decrypted in place.
+    /// is mutable so that records can be decrypted in place. A frame of
+    /// length 0 comes out as its 4 bytes of header, for whoever interprets
+    /// it to refuse (see the module's documentation).
     pub fn next_frame(&mut self) -> Result<Option<&mut [u8]>, ProtocolError> {
         match self.front_frame_len()? {
             Some(len) if self.buffered() >= len => {
                 let frame = &mut self.buf[self.start..self.start + len];
                 self.start += len;
-                // A frame must at least carry its type byte; checked above.
                 Ok(Some(frame))
             }
             _ => Ok(None),
@@ -192,7 +195,7 @@ mod tests {
     }
 
     #[test]
-    fn refuses_oversized_and_empty_frames_before_allocating() {
+    fn refuses_oversized_frames_before_allocating() {
         let mut decoder = FrameDecoder::new(4096);
         decoder.push(&[0xFF, 0xFF, 0xFF, 0xFF]);
         assert_eq!(
@@ -204,10 +207,28 @@ mod tests {
         );
         // Asking for space again does not grow the buffer toward 4 GiB.
         assert!(decoder.spare().len() < 64 * 1024);
+    }
 
+    /// A frame of length 0 is not the decoder's to judge (section 4: an
+    /// authentication failure where a record is expected, malformed where
+    /// a plaintext frame is): it comes out as its header, which `parse`
+    /// refuses, and the frames after it still come out.
+    #[test]
+    fn an_empty_frame_comes_out_as_its_header_for_the_caller_to_refuse() {
         let mut decoder = FrameDecoder::new(4096);
+        let after = encode(FrameType::ClientHello, b"x");
         decoder.push(&[0, 0, 0, 0]);
-        assert!(decoder.next_frame().is_err());
+        decoder.push(&after);
+        let empty = decoder.next_frame().unwrap().unwrap().to_vec();
+        assert_eq!(empty, [0, 0, 0, 0]);
+        assert_eq!(
+            parse(&empty).unwrap_err(),
+            ProtocolError::Malformed {
+                what: "frame",
+                problem: "zero length"
+            }
+        );
+        assert_eq!(decoder.next_frame().unwrap().unwrap(), &after[..]);
     }
 
     #[test]

@@ -26,7 +26,9 @@ impl ClientHello {
 
     /// Decodes a body. The magic and version are checked first, so that a
     /// later version may lay out the rest differently and still be refused
-    /// with a clear reason.
+    /// with a clear reason. Being the first frame, any other defect means
+    /// the other end does not speak the protocol (`docs/PROTOCOL.md`, 5.1):
+    /// [`ProtocolError::NotChat`], like a bad magic.
     pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
         let mut r = Reader::new("ClientHello", body);
         if r.take(4).ok() != Some(&MAGIC[..]) {
@@ -39,8 +41,8 @@ impl ClientHello {
                 ours: VERSION,
             });
         }
-        let nonce = r.array()?;
-        r.finish()?;
+        let nonce = r.array().map_err(|_| ProtocolError::NotChat)?;
+        r.finish().map_err(|_| ProtocolError::NotChat)?;
         Ok(Self { version, nonce })
     }
 }
@@ -66,22 +68,25 @@ impl<'a> ServerHello<'a> {
         body
     }
 
-    /// Decodes a body.
+    /// Decodes a body. It is the first frame the initiator receives, so any
+    /// defect, a version other than ours included (a responder that does
+    /// not speak it answers with a Refusal instead), means the other end
+    /// does not speak the protocol (`docs/PROTOCOL.md`, 5.2):
+    /// [`ProtocolError::NotChat`]. The transient key is checked by the
+    /// caller.
     pub fn decode(body: &'a [u8]) -> Result<Self, ProtocolError> {
+        let not_chat = |_| ProtocolError::NotChat;
         let mut r = Reader::new("ServerHello", body);
-        let version = r.u8()?;
+        let version = r.u8().map_err(not_chat)?;
         if version != VERSION {
-            return Err(ProtocolError::UnsupportedVersion {
-                theirs: version,
-                ours: VERSION,
-            });
+            return Err(ProtocolError::NotChat);
         }
         let hello = Self {
             version,
-            nonce: r.array()?,
-            transient: r.opaque16()?,
+            nonce: r.array().map_err(not_chat)?,
+            transient: r.opaque16().map_err(not_chat)?,
         };
-        r.finish()?;
+        r.finish().map_err(not_chat)?;
         Ok(hello)
     }
 }
@@ -193,14 +198,17 @@ impl Refusal {
         vec![self.reason.code(), self.version]
     }
 
-    /// Decodes a body.
+    /// Decodes a body. Like ServerHello, it comes as the initiator's first
+    /// frame: a body of any length but 2 means the other end does not speak
+    /// the protocol ([`ProtocolError::NotChat`]).
     pub fn decode(body: &[u8]) -> Result<Self, ProtocolError> {
+        let not_chat = |_| ProtocolError::NotChat;
         let mut r = Reader::new("Refusal", body);
         let refusal = Self {
-            reason: RefusalReason::from_code(r.u8()?),
-            version: r.u8()?,
+            reason: RefusalReason::from_code(r.u8().map_err(not_chat)?),
+            version: r.u8().map_err(not_chat)?,
         };
-        r.finish()?;
+        r.finish().map_err(not_chat)?;
         Ok(refusal)
     }
 }
@@ -240,8 +248,51 @@ mod tests {
             ClientHello::decode(b"GET / HTTP/1.1").unwrap_err(),
             ProtocolError::NotChat
         );
-        assert!(ClientHello::decode(&body[..body.len() - 1]).is_err());
-        assert!(ClientHello::decode(&[body.clone(), vec![0]].concat()).is_err());
+        // A version-2 hello of any length but 37 bytes: not a chat peer,
+        // closed without an answer (5.1), as for a bad magic.
+        assert_eq!(
+            ClientHello::decode(&body[..body.len() - 1]).unwrap_err(),
+            ProtocolError::NotChat
+        );
+        assert_eq!(
+            ClientHello::decode(&[body.clone(), vec![0]].concat()).unwrap_err(),
+            ProtocolError::NotChat
+        );
+    }
+
+    /// The initiator's first frame: whatever is wrong with the layout of a
+    /// ServerHello or a Refusal, the version of a ServerHello included, the
+    /// other end does not speak the protocol (5.2, section 11).
+    #[test]
+    fn a_bad_server_hello_or_refusal_is_not_a_chat_peer() {
+        let hello = ServerHello {
+            version: VERSION,
+            nonce: [1; 32],
+            transient: &[3; 30],
+        }
+        .encode();
+        let mut other_version = hello.clone();
+        other_version[0] = 1;
+        let refusal = Refusal {
+            reason: RefusalReason::Busy,
+            version: VERSION,
+        }
+        .encode();
+        for (what, bad) in [
+            ("version 1", other_version),
+            ("truncated", hello[..hello.len() - 1].to_vec()),
+            ("trailing byte", [hello.clone(), vec![0]].concat()),
+            ("empty", Vec::new()),
+        ] {
+            assert_eq!(
+                ServerHello::decode(&bad).unwrap_err(),
+                ProtocolError::NotChat,
+                "ServerHello {what}"
+            );
+        }
+        for bad in [&refusal[..1], &[refusal.clone(), vec![0]].concat()[..]] {
+            assert_eq!(Refusal::decode(bad).unwrap_err(), ProtocolError::NotChat);
+        }
     }
 
     #[test]

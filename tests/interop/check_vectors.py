@@ -107,6 +107,7 @@ MAX_RECORDS_PER_KEY = 2**32          # 7.1
 MAX_BYTES_PER_KEY = 2**38            # 7.1
 KEY_UPDATE_BYTES = 2**30             # 7.2, the default triggers
 KEY_UPDATE_RECORDS = 2**24           # 7.2
+UNICODE_VERSION = "14.0.0"           # 9.3
 
 # Section 9.
 MAX_OPEN_OFFERS = 8
@@ -114,8 +115,8 @@ MAX_ENTRIES = 4096
 MAX_DEPTH = 32
 MAX_NAME_BYTES = 255
 REJECT_REASONS = {1: "declined", 2: "expired", 3: "unsafe name", 4: "too large",
-                  5: "not accepting"}
-VERDICTS = {0: "saved", 1: "hash mismatch", 2: "could not write"}
+                  5: "not accepting", 6: "name taken"}
+VERDICTS = {0: "saved", 1: "hash mismatch", 2: "could not write", 3: "name taken"}
 CANCEL_REASONS = {0: "answer", 1: "user", 2: "could not read", 3: "could not write"}
 
 CLOSE_REASONS = {0: "goodbye", 1: "untrusted", 2: "too large", 3: "busy", 4: "protocol error"}
@@ -512,6 +513,59 @@ def verify_signature(key: rsa.RSAPublicKey, signature: bytes, context: bytes, th
 # --------------------------------------------------------------------------
 
 @dataclass
+class RekeyRule:
+    """Section 7.2, "When": one sender's limits, and what its current key has
+    sealed. Every KEY_UPDATE must be one the rule calls for, before the record
+    that calls for it, and the rule must call for no other."""
+    name: str
+    limit_bytes: int
+    limit_records: int
+    sealed_bytes: int = 0
+    sealed_records: int = 0
+    # After a KEY_UPDATE: what the old key had sealed before it, to be
+    # checked against the record that follows.
+    pending: tuple[int, int] | None = None
+    updates: int = 0
+    exact_limit_passed: bool = False   # a record brought a key to exactly B
+    close_when_due: bool = False       # a CLOSE went out when an update was due
+
+    def due(self, sealed_bytes: int, sealed_records: int, length: int) -> bool:
+        # (The time trigger, one hour, cannot be reached by the vectors.)
+        return sealed_records > 0 and (
+            sealed_bytes + length > self.limit_bytes
+            or sealed_records >= self.limit_records - 1)
+
+    def record(self, frame: Frame) -> None:
+        what = f"frame {frame.index} ({FRAME_TYPES[frame.type][0]})"
+        length = len(frame.plaintext)
+        if frame.type == T_KEY_UPDATE:
+            check(f"{what}: not two KEY_UPDATEs in a row", self.pending is None)
+            self.pending = (self.sealed_bytes, self.sealed_records)
+            self.updates += 1
+            self.sealed_bytes = self.sealed_records = 0
+            return
+        if frame.type == T_CLOSE:
+            check(f"{what}: no KEY_UPDATE just before CLOSE (7.2: CLOSE never waits for one)",
+                  self.pending is None)
+            if self.due(self.sealed_bytes, self.sealed_records, length):
+                self.close_when_due = True
+        elif self.pending is not None:
+            check(f"{what}: the KEY_UPDATE before it is one the 7.2 rule calls for "
+                  f"({self.name}: {self.pending[0]} bytes and {self.pending[1]} records "
+                  f"under the old key, {length} more)",
+                  self.due(*self.pending, length))
+            self.pending = None
+        else:
+            check(f"{what}: the 7.2 rule calls for no KEY_UPDATE before it ({self.name}: "
+                  f"{self.sealed_bytes} bytes and {self.sealed_records} records, {length} more)",
+                  not self.due(self.sealed_bytes, self.sealed_records, length))
+        self.sealed_bytes += length
+        self.sealed_records += 1
+        if self.sealed_bytes == self.limit_bytes:
+            self.exact_limit_passed = True
+
+
+@dataclass
 class SenderState:
     """What a receiver tracks about one sending side (sections 8.1 to 8.5, 9)."""
     name: str
@@ -595,9 +649,41 @@ def apply_app_record(frame: Frame, sender: SenderState, peer: SenderState) -> No
 # Files (section 9)
 # --------------------------------------------------------------------------
 
+CONTROL = {*range(0x00, 0x20), *range(0x7F, 0xA0), 0x2028, 0x2029}                # 9.3 rule 4
 BIDI = {0x061C, 0x200E, 0x200F, *range(0x202A, 0x202F), *range(0x2066, 0x206A)}   # 9.3 rule 5
 INVISIBLE = {0x00AD, 0x200B, *range(0x2060, 0x2065), 0xFEFF}                      # rule 6
 RESERVED = set('<>:"|?*')                                                         # rule 7
+WHITE_SPACE = {*range(0x09, 0x0E), 0x20, 0x85, 0xA0, 0x1680, *range(0x2000, 0x200B),
+               0x2028, 0x2029, 0x202F, 0x205F, 0x3000}                            # rule 8
+# Rule 10: the code points Unicode 14.0.0 assigns, as (first, last) ranges, read
+# from the file names.toml names (load_assigned); empty until then.
+ASSIGNED: list[tuple[int, int]] = []
+
+
+def load_assigned(vectors: Path) -> None:
+    """9.3, "Unicode version": the list of code points Unicode 14.0.0 assigns."""
+    data = tomllib.loads((vectors / "names.toml").read_text(encoding="utf-8"))
+    check_eq("names.toml: the Unicode version of rule 10", data["unicode"]["version"],
+             UNICODE_VERSION)
+    ASSIGNED.clear()
+    for line in (vectors / data["unicode"]["assigned"]).read_text().splitlines():
+        if line and not line.startswith("#"):
+            first, _, last = line.partition("..")
+            ASSIGNED.append((int(first, 16), int(last or first, 16)))
+    check("the assigned ranges are in order and apart",
+          all(a[1] + 1 < b[0] for a, b in zip(ASSIGNED, ASSIGNED[1:])))
+
+
+def is_assigned(c: str) -> bool:
+    cp = ord(c)
+    lo, hi = 0, len(ASSIGNED)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if ASSIGNED[mid][1] < cp:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo < len(ASSIGNED) and ASSIGNED[lo][0] <= cp
 DEVICES = {"CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$", "CLOCK$",
            *(f"COM{d}" for d in "0123456789¹²³"), *(f"LPT{d}" for d in "0123456789¹²³")}
 
@@ -610,7 +696,7 @@ def name_rule_broken(name: str) -> int:
         return 2
     if "/" in name or "\\" in name:
         return 3
-    if any(unicodedata.category(c) == "Cc" or c in "\u2028\u2029" for c in name):
+    if any(ord(c) in CONTROL for c in name):
         return 4
     if any(ord(c) in BIDI for c in name):
         return 5
@@ -618,13 +704,13 @@ def name_rule_broken(name: str) -> int:
         return 6
     if any(c in RESERVED for c in name):
         return 7
-    # White_Space (PropList.txt): Python's str.isspace() also counts U+001C to
-    # U+001F, which rule 4 has already refused.
-    if name[0].isspace() or name[-1].isspace():
+    if ord(name[0]) in WHITE_SPACE or ord(name[-1]) in WHITE_SPACE:
         return 8
     if name.endswith("."):
         return 9
-    if not unicodedata.is_normalized("NFC", name):
+    # Only what 14.0.0 assigns, in NFC: for those characters this Python's
+    # data, whatever its version from 14.0.0 on, gives 14.0.0's results.
+    if not all(is_assigned(c) for c in name) or not unicodedata.is_normalized("NFC", name):
         return 10
     stem = name.split(".")[0].rstrip(" ")
     ascii_upper = "".join(c.upper() if "a" <= c <= "z" else c for c in stem)
@@ -645,9 +731,37 @@ def manifest_problem(paths: list[list[str]]) -> str:
     return ""
 
 
+def mapping_digest(mapping) -> str:
+    """names.toml [unicode]: SHA-256 of "XXXX>YYYY YYYY\\n" for each assigned code
+    point, in order, whose one-character string `mapping` changes."""
+    h = hashlib.sha256()
+    for first, last in ASSIGNED:
+        for cp in range(first, last + 1):
+            if 0xD800 <= cp <= 0xDFFF:
+                continue
+            c = chr(cp)
+            m = mapping(c)
+            if m != c:
+                h.update(f"{cp:04X}>{' '.join(f'{ord(x):04X}' for x in m)}\n".encode())
+    return h.hexdigest()
+
+
 def check_name_vectors(vectors: Path) -> None:
     """names.toml: names and manifests with the rule each breaks, checked by 9.3 as written."""
     data = tomllib.loads((vectors / "names.toml").read_text(encoding="utf-8"))
+    unicode = data["unicode"]
+    if unicodedata.unidata_version == UNICODE_VERSION:
+        # This Python's data is 14.0.0 itself: the list must be its assigned code points.
+        listed = {cp for first, last in ASSIGNED for cp in range(first, last + 1)}
+        check("the assigned list is exactly what Unicode 14.0.0 does not call Cn",
+              all((cp in listed) == (unicodedata.category(chr(cp)) != "Cn")
+                  for cp in range(0x110000)))
+    check_eq(f"names.toml: lowercase of every assigned character (Python's data: "
+             f"Unicode {unicodedata.unidata_version})",
+             mapping_digest(str.lower), unicode["lowercase_sha256"])
+    check_eq(f"names.toml: NFC of every assigned character (Python's data: "
+             f"Unicode {unicodedata.unidata_version})",
+             mapping_digest(lambda c: unicodedata.normalize("NFC", c)), unicode["nfc_sha256"])
     for entry in data["name"]:
         name, rule = entry["value"], entry["rule"]
         check_eq(f"names.toml: {name!r} breaks rule {rule}", name_rule_broken(name), rule)
@@ -1043,11 +1157,30 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
                                    partials={file_0_path: file_0[:held]}),
         "responder": FileDirection("responder", "initiator", source={}, partials={}),
     }
+    # 7.2 and 14: the vectors lower B for the initiator and R for the responder.
+    rekey = {
+        "initiator": RekeyRule("initiator", setup["initiator_rekey_bytes"], KEY_UPDATE_RECORDS),
+        "responder": RekeyRule("responder", KEY_UPDATE_BYTES, setup["responder_rekey_records"]),
+    }
+    check("the lowered limits are lower than the defaults",
+          setup["initiator_rekey_bytes"] < KEY_UPDATE_BYTES
+          and setup["responder_rekey_records"] < KEY_UPDATE_RECORDS)
+    # 8.4: what each side had done when it sent its CLOSE.
+    state_at_close = {}
     for frame in app_frames:
         direction = "i2r" if frame.sender == "initiator" else "r2i"
         chain = chains[direction]
         open_record(frame, chain.record_key)
+        rekey[frame.sender].record(frame)
         peer = "responder" if frame.sender == "initiator" else "initiator"
+        if frame.type == T_CLOSE:
+            # Finished (8.4): both DONE, every message acknowledged both ways,
+            # no offer open in either direction.
+            state_at_close[frame.sender] = (
+                senders[frame.sender].done, senders[peer].done,
+                all(s.last_acknowledged_id == s.last_completed_id for s in senders.values()),
+                all(o.phase == "finished" for d in directions.values() for o in d.offers.values()),
+            )
         apply_app_record(frame, senders[frame.sender], senders[peer])
         if frame.type == T_KEY_UPDATE:
             chain.update(int.from_bytes(frame.plaintext, "big"), f"frame {frame.index}")
@@ -1058,7 +1191,15 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
             apply_file_record(frame, frame.sender, directions)
     check("no two keys or IVs are equal", len(set(all_keys)) == len(all_keys))
     check_eq("the initiator updated its key twice", chains["i2r"].epoch, 2)
-    check_eq("the responder updated its key once", chains["r2i"].epoch, 1)
+    check_eq("the responder updated its key twice", chains["r2i"].epoch, 2)
+    for side, rule in rekey.items():
+        check_eq(f"{side}: every KEY_UPDATE came from the 7.2 rule", rule.updates, 2)
+        check(f"{side}: no KEY_UPDATE left without the record that called for it",
+              rule.pending is None)
+    check("7.2: a record that brought the initiator's key to exactly B called for no update",
+          rekey["initiator"].exact_limit_passed)
+    check("7.2: the initiator's CLOSE went out under its key although an update was due",
+          rekey["initiator"].close_when_due)
 
     for side, state in senders.items():
         check_eq(f"{side}: messages reassembled", state.completed, EXPECTED_MESSAGES[side])
@@ -1070,11 +1211,18 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
     check_eq("only the bytes after the 16 held travelled", files.data_bytes, len(file_0) - held)
     check("offer 1 is finished: every file has its verdict",
           all(o.phase == "finished" for o in files.offers.values()) and len(files.offers) == 1)
-    check("the initiator sent DONE", senders["initiator"].done)
-    last = app_frames[-1]
-    check_eq("the last record is the responder's CLOSE", (last.sender, last.type),
-             ("responder", T_CLOSE))
-    check_eq("CLOSE reason is goodbye", senders["responder"].close_reason, 0)
+    # 8.4, 8.5, 14: the session ends finished: each side sent DONE, then
+    # CLOSE(0) once finished; the responder finished first (its DONE answered
+    # the initiator's), the initiator once it had processed that DONE.
+    for side in ("initiator", "responder"):
+        check(f"{side} sent DONE", senders[side].done)
+        check_eq(f"{side}'s CLOSE reason is goodbye", senders[side].close_reason, 0)
+        check_eq(f"{side} was finished when it sent CLOSE (sent DONE, received DONE, "
+                 f"all acknowledged, no offer open)", state_at_close.get(side),
+                 (True, True, True, True))
+    ends = [(f.sender, f.type) for f in app_frames[-3:]]
+    check_eq("the session ends with the responder's DONE and CLOSE, then the initiator's CLOSE",
+             ends, [("responder", T_DONE), ("responder", T_CLOSE), ("initiator", T_CLOSE)])
 
 
 def main() -> int:
@@ -1091,6 +1239,7 @@ def main() -> int:
             spkis[name] = spki_der(key.public_key())
             check_eq(f"keys/{name}: modulus size", key.key_size, bits)
             check_eq(f"keys/{name}: public exponent", key.public_key().public_numbers().e, 65537)
+        load_assigned(vectors)
         check_session(vectors, private_keys, spkis)
         check_name_vectors(vectors)
         check_fingerprints(vectors, spkis)

@@ -38,6 +38,7 @@ section, in tests/interop/peer_v2-notes.md.
 from __future__ import annotations
 
 import argparse
+import errno
 import hashlib
 import hmac
 import json
@@ -124,7 +125,9 @@ U64_MAX = 2**64 - 1
 CLOSE_GOODBYE, CLOSE_UNTRUSTED, CLOSE_TOO_LARGE, CLOSE_BUSY, CLOSE_PROTOCOL = range(5)
 REFUSAL_VERSION, REFUSAL_BUSY = 1, 2
 REJECT_DECLINED, REJECT_EXPIRED, REJECT_UNSAFE, REJECT_TOO_LARGE, REJECT_NOT_ACCEPTING = 1, 2, 3, 4, 5
+REJECT_NAME_TAKEN = 6  # 9.2 (as revised, notes item 21)
 VERDICT_SAVED, VERDICT_MISMATCH, VERDICT_WRITE = 0, 1, 2
+VERDICT_NAME_TAKEN = 3  # 9.2, 9.7 (as revised, notes item 21)
 CANCEL_ANSWER, CANCEL_USER, CANCEL_READ, CANCEL_WRITE = 0, 1, 2, 3
 
 # ------------------------------------------------------------------ section 11
@@ -629,7 +632,8 @@ class InitiatorHandshake:
             return self._server_hello(t, body)
         if self.state == "WAIT_RESPONDER_IDENTITY":
             p = self._open(t, body, RESPONDER_IDENTITY, "m4 ResponderIdentity")
-            self.peer = parse_identity(p, "m4 ResponderIdentity", self.own_spki, self.transient_spki)
+            # 5.5 (as revised): our own key in m4 is judged after m5 verifies.
+            self.peer = parse_identity(p, "m4 ResponderIdentity", b"", self.transient_spki)
             self.transcript.add(RESPONDER_IDENTITY, p)
             self.values["th4"] = self.transcript.hash()
             self.state = "WAIT_RESPONDER_AUTH"
@@ -645,12 +649,16 @@ class InitiatorHandshake:
                 raise ChatError("authentication-failure", "5.6", "the responder's signature (m5) is invalid")
             self.transcript.add(RESPONDER_AUTH, p)
             self.state = "RESPONDER_VERIFIED"
+            if self.peer.spki == self.own_spki:
+                # 5.5, 5.9 (as revised): refused as untrusted, CLOSE(1) under the handshake key.
+                raise ChatError("not-trusted", "5.5, 5.9", "the responder holds our own identity key (a reflected connection)", send=self.refuse())
             return []
         raise ChatError("protocol-violation", "5.8", f"a frame ({TYPE_NAMES.get(t, t)}) in state {self.state}")
 
     def _server_hello(self, t: int, body: bytes) -> list[bytes]:
         if t == REFUSAL:
-            d = Decoder(body, "Refusal", "5.3", "malformed")
+            # 5.2 (as revised): a Refusal that is not 2 bytes, as the first frame: not a chat peer.
+            d = Decoder(body, "Refusal", "5.2, 5.3", "not-a-chat-peer")
             reason, version = d.u8("reason"), d.u8("version")
             d.end()
             if reason == REFUSAL_VERSION and version != VERSION:
@@ -669,11 +677,14 @@ class InitiatorHandshake:
         d = Decoder(body, "m2 ServerHello", "5.2, 11", "not-a-chat-peer")
         version = d.u8("version")
         if version != VERSION:
-            raise ChatError("unsupported-version", "5.2", f"ServerHello version {version}, not {VERSION}")
+            # 5.2 (as revised): a responder of another version answers with a
+            # Refusal, never a ServerHello: this one is not a chat peer.
+            raise ChatError("not-a-chat-peer", "5.2", f"ServerHello version {version}, not {VERSION}")
         nonce_r = d.take(32, "nonce_r")
         tspki = d.opaque16("transient")
         d.end()
-        self.transient = parse_rsa_spki(tspki, what="m2 transient key", section="5.2", kind="not-a-chat-peer", transient=True)
+        # 5.2 (as revised): a transient key that section 3 refuses is "malformed".
+        self.transient = parse_rsa_spki(tspki, what="m2 transient key", section="5.2", kind="malformed", transient=True)
         self.transient_spki = tspki
         self.values["nonce_r"] = nonce_r
         self.transcript.add(SERVER_HELLO, body)
@@ -862,9 +873,37 @@ RULE_TEXT = {
     7: 'none of < > : " | ? *',
     8: "no White_Space at either end",
     9: "not ending with .",
-    10: "in Normalization Form C",
+    10: "only code points Unicode 14.0.0 assigns, in Normalization Form C",
     11: "not a Windows device name",
 }
+
+
+# 9.3 rule 10 (as revised, notes item 16): the code points Unicode 14.0.0
+# assigns, from docs/vectors/unicode-14.0.0-assigned.txt. With them, this
+# Python's own Unicode data, 14.0.0 or later, gives 14.0.0's NFC and lowercase.
+ASSIGNED_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "docs", "vectors", "unicode-14.0.0-assigned.txt")
+_assigned: list[tuple[int, int]] = []
+
+
+def load_assigned(path: str = ASSIGNED_FILE) -> list[tuple[int, int]]:
+    ranges = []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                first, _, last = line.partition("..")
+                ranges.append((int(first, 16), int(last or first, 16)))
+    _assigned[:] = ranges
+    return ranges
+
+
+def is_assigned(c: str) -> bool:
+    import bisect
+
+    if not _assigned:
+        load_assigned()
+    i = bisect.bisect_left(_assigned, (ord(c) + 1,)) - 1
+    return i >= 0 and _assigned[i][0] <= ord(c) <= _assigned[i][1]
 
 
 def ascii_upper(s: str) -> str:
@@ -898,7 +937,7 @@ def name_rules_broken(raw: bytes | str) -> list[int]:
         broken.append(8)
     if s.endswith("."):
         broken.append(9)
-    if not unicodedata.is_normalized("NFC", s):
+    if not all(is_assigned(c) for c in s) or not unicodedata.is_normalized("NFC", s):
         broken.append(10)
     if ascii_upper(s.split(".", 1)[0].rstrip(" ")) in DEVICE_NAMES:
         broken.append(11)
@@ -1784,6 +1823,10 @@ class DiskStore:
                 os.close(dirfd)
         except OSError as e:
             h.error = str(e)
+            # 9.7 (as revised): what is already there stands in the way (the
+            # final name exists, or a file or link is where a folder must be).
+            if isinstance(e, FileExistsError) or e.errno in (errno.ELOOP, errno.ENOTDIR):
+                return VERDICT_NAME_TAKEN
             return VERDICT_WRITE
         os.unlink(h.partial)
         h.final = os.path.join(self.save_dir, *h.path)
@@ -2053,8 +2096,12 @@ def replay_roles(c: Checker, setup, val, frames, raw, ikey, rkey, tkey):
     file_0 = val["file_0"]
     held = file_0[: setup["file_0_held"]]
     store = MemoryStore({tuple(setup["file_0_path"].split("/")): held})
-    SI = Session(I.send_secret, I.recv_secret, clock=clock, chunk=setup["chunk_size"], peer_key=I.peer.spki)
-    SR = Session(R.send_secret, R.recv_secret, clock=clock, chunk=setup["chunk_size"], peer_key=R.peer.spki, store=store)
+    # 14 (as revised): the vector session lowers B for the initiator and R for
+    # the responder, so that every KEY_UPDATE comes from the rule of 7.2.
+    SI = Session(I.send_secret, I.recv_secret, clock=clock, chunk=setup["chunk_size"], peer_key=I.peer.spki,
+                 limits=Limits(rekey_bytes=setup["initiator_rekey_bytes"]))
+    SR = Session(R.send_secret, R.recv_secret, clock=clock, chunk=setup["chunk_size"], peer_key=R.peer.spki, store=store,
+                 limits=Limits(rekey_records=setup["responder_rekey_records"]))
     ri = iter(ini[4:])
     rr = iter(res[3:])
 
@@ -2069,25 +2116,29 @@ def replay_roles(c: Checker, setup, val, frames, raw, ikey, rkey, tkey):
         SR.send_message(b"Hi Ada.")
         feed(SI, rr, 3)
         SI.flush_receipts()
-        SI.key_update()
         SI.outgoing.offer(
             [(tuple(setup["file_0_path"].split("/")), BytesSource(file_0)), (tuple(setup["file_1_path"].split("/")), BytesSource(b""))]
         )
         feed(SR, ri, 3)  # receipt, key update, offer
         c.ok("replay: the responder holds offer 1 pending (9.4)", SR.incoming.offers[1].state == OfferState.PENDING)
-        SR.key_update()
         SR.incoming.accept(1)
         feed(SI, rr, 2)  # key update, accept
-        SI.outgoing.step(SI.chunk)  # FILE_START
-        SI.outgoing.step(SI.chunk)  # FILE_DATA 16
-        SI.key_update()
         while SI.outgoing.step(SI.chunk):
             pass
         SI.send_done()
         feed(SR, ri, 8)
-        c.ok("replay: the responder is not 'finished' (8.4) -- it never sent DONE", not SR.finished())
+        # 8.4 (as revised): a side with nothing of its own to start sends DONE
+        # no later than when it has processed the peer's DONE; then it is
+        # finished, and sends CLOSE(0) before it waits for more input.
+        c.ok("replay: the responder has the initiator's DONE and is not finished before its own", SR.recv_done and not SR.finished())
+        SR.send_done()
+        c.ok("replay: the responder is finished once it has sent DONE (8.4)", SR.finished())
         SR.close(CLOSE_GOODBYE)
-        feed(SI, rr, 3)
+        feed(SI, rr, 4)  # verdict, verdict, key update, DONE
+        c.ok("replay: the initiator is finished once it has processed the responder's DONE (8.4)", SI.finished())
+        SI.close(CLOSE_GOODBYE)
+        # The responder's CLOSE, which followed its DONE, the initiator discards unopened (8.5).
+        c.eq("replay: the responder's last frame is its CLOSE, left unread", split_frame(next(rr))[0], CLOSE)
     except (ChatError, StopIteration) as e:
         c.ok("replay: application phase", False, repr(e))
     out_i += SI.take_output()
@@ -2099,8 +2150,8 @@ def replay_roles(c: Checker, setup, val, frames, raw, ikey, rkey, tkey):
     c.eq("replay: number of frames each side sent", (len(out_i), len(out_r)), (len(ini), len(res)))
     c.eq("replay: the responder saved both files", store.saved, {tuple(setup["file_0_path"].split("/")): file_0, tuple(setup["file_1_path"].split("/")): b""})
     c.eq("replay: the initiator got both verdicts 'saved'", SI.outgoing.offers[1].verdicts, {0: 0, 1: 0})
-    c.eq("replay: the initiator got CLOSE(0)", SI.recv_close, 0)
-    c.eq("replay: epochs at the end (i2r, r2i)", (SI.tx.epoch, SR.tx.epoch, SR.rx.epoch, SI.rx.epoch), (2, 1, 2, 1))
+    c.eq("replay: both sides sent CLOSE(0)", (SI.sent_close, SR.sent_close), (0, 0))
+    c.eq("replay: epochs at the end (i2r, r2i)", (SI.tx.epoch, SR.tx.epoch, SR.rx.epoch, SI.rx.epoch), (2, 2, 2, 2))
 
     # --- negative checks of the same session: what a strict receiver refuses
     def fresh_pair():
@@ -2189,13 +2240,31 @@ def replay_roles(c: Checker, setup, val, frames, raw, ikey, rkey, tkey):
 def check_names(c: Checker, vdir: str):
     with open(os.path.join(vdir, "names.toml"), "rb") as f:
         v = tomllib.load(f)
+    # 9.3 (as revised): Unicode 14.0.0; this Python's data must agree with it
+    # on every assigned character (the digests of names.toml [unicode]).
+    u = v["unicode"]
+    c.eq("names.toml: the Unicode version of 9.3", u["version"], "14.0.0")
+    load_assigned(os.path.join(vdir, u["assigned"]))
+
+    def digest(mapping) -> str:
+        h = hashlib.sha256()
+        for first, last in _assigned:
+            for cp in range(first, last + 1):
+                if 0xD800 <= cp <= 0xDFFF:
+                    continue
+                m = mapping(chr(cp))
+                if m != chr(cp):
+                    h.update(f"{cp:04X}>{' '.join(f'{ord(x):04X}' for x in m)}\n".encode())
+        return h.hexdigest()
+
+    c.eq(f"Unicode {unicodedata.unidata_version} lowercase = 14.0.0's for assigned characters (9.3)", digest(str.lower), u["lowercase_sha256"])
+    c.eq(f"Unicode {unicodedata.unidata_version} NFC = 14.0.0's for assigned characters (9.3)", digest(lambda x: unicodedata.normalize("NFC", x)), u["nfc_sha256"])
     for n in v["name"]:
         broken = name_rules_broken(n["value"])
         want = n["rule"]
         first = broken[0] if broken else 0
-        c.eq(f"name {n['value']!r}: first rule broken is {want} (9.3)", first, want)
-        if len(broken) > 1:
-            print(f"NOTE name {n['value']!r}: breaks rules {broken}, not only {want} as names.toml's header says")
+        # 9.3 (as revised): a name is reported as breaking its lowest-numbered rule.
+        c.eq(f"name {n['value']!r}: the lowest-numbered rule broken is {want} (9.3)", first, want)
     for m in v["manifest"]:
         paths = [tuple(p.split("/")) for p in m["paths"]]
         c.eq(f"manifest {m['paths']}: {m['problem'] or 'no problem'} (9.3)", manifest_problem(paths), m["problem"])
@@ -2306,7 +2375,14 @@ class Link:
             pass
 
 
-def handshake_frame_too_long(e: FrameTooLong, first: bool) -> ChatError:
+# The handshake states in which the next frame is a record (m4 to m7, or the
+# initiator's CLOSE): a frame of length 0 there is an authentication failure (4, 7.1).
+RECORD_STATES = {"WAIT_RESPONDER_IDENTITY", "WAIT_RESPONDER_AUTH", "WAIT_INITIATOR_IDENTITY", "WAIT_INITIATOR_AUTH"}
+
+
+def handshake_frame_too_long(e: FrameTooLong, first: bool, state: str = "") -> ChatError:
+    if e.length == 0 and state in RECORD_STATES:
+        return ChatError("authentication-failure", "4, 7.1", "a frame of length 0 where a record is expected")
     if e.length == 0:
         return ChatError("not-a-chat-peer" if first else "malformed", "4", "a frame of length 0")
     if first:
@@ -2435,7 +2511,7 @@ def run_serve(args) -> int:
             try:
                 f = link.read_frame(started + 10)
             except FrameTooLong as e:
-                raise handshake_frame_too_long(e, link.frames_read == 0) from None
+                raise handshake_frame_too_long(e, link.frames_read == 0, hs.state) from None
             if f is None:
                 raise ChatError("dead-peer", "12", "the handshake was not complete within 10 seconds")
             link.write(hs.receive(*f))
@@ -2497,7 +2573,7 @@ def run_send(args) -> int:
             try:
                 f = link.read_frame(started + 10)
             except FrameTooLong as e:
-                raise handshake_frame_too_long(e, link.frames_read == 0) from None
+                raise handshake_frame_too_long(e, link.frames_read == 0, hs.state) from None
             if f is None:
                 raise ChatError("dead-peer", "12", "the handshake was not complete within 10 seconds")
             link.write(hs.receive(*f))
@@ -2512,6 +2588,10 @@ def run_send(args) -> int:
             return 1
         link.write(hs.accept())
     except ChatError as e:
+        try:
+            link.write(e.send)  # the CLOSE of 5.9, if one is due
+        except OSError:
+            pass
         report_error(e, "handshake")
         link.close()
         emit("end", ok=False)
