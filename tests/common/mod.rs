@@ -8,6 +8,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
+/// The message [`TestHome::run`] gives `chat send` on standard input.
+pub const MESSAGE: &str = "hello from the test\n";
+
 /// The repository's fixed test keys.
 pub fn fixture_key(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -58,9 +61,32 @@ impl TestHome {
         command
     }
 
-    /// Runs `chat --home HOME ARGS...`.
+    /// Runs `chat --home HOME ARGS...` with one line, [`MESSAGE`], on
+    /// standard input: the message for `chat send` (which refuses an empty
+    /// one). The other commands run here do not read it.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        Outcome::of(self.chat().args(args).output().expect("run chat"))
+        self.run_with_input(args, MESSAGE.as_bytes())
+    }
+
+    /// Runs `chat --home HOME ARGS...` with `input` on standard input.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Outcome {
+        let mut child = self
+            .chat()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chat");
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = input.to_vec();
+        // A chat that exits without reading all of it closes the pipe.
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let output = child.wait_with_output().expect("run chat");
+        writer.join().unwrap();
+        Outcome::of(output)
     }
 
     /// Runs `chat` with this home mounted read-only (a private mount namespace
