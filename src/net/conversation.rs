@@ -453,7 +453,10 @@ fn write_frames(mut socket: &TcpStream, frames: &[Vec<u8>]) -> io::Result<()> {
 
 /// The writer thread: sends whatever is queued while nobody else is
 /// writing; once the session has ended and all is sent, half-closes the
-/// socket so the peer sees our last record followed by the end.
+/// socket so the peer sees our last record followed by the end. Then the
+/// peer has [`LINGER`] to hang up before we do (docs/PROTOCOL.md, 8.5):
+/// whichever thread ended the session, a peer that keeps the connection
+/// open does not keep the reader waiting.
 fn write_loop(shared: &Shared) {
     let mut w = shared.writer();
     loop {
@@ -463,6 +466,15 @@ fn write_loop(shared: &Shared) {
             let _ = shared.socket.shutdown(Shutdown::Write);
             w.writer_gone = true;
             shared.changed.notify_all();
+            drop(w);
+            let over = shared.over.lock().unwrap_or_else(|p| p.into_inner());
+            let (over, _) = shared
+                .wake
+                .wait_timeout_while(over, LINGER, |over| !*over)
+                .unwrap_or_else(|p| p.into_inner());
+            if !*over {
+                let _ = shared.socket.shutdown(Shutdown::Both);
+            }
             return;
         } else {
             w.outbox.writer_idle = true;
@@ -690,6 +702,7 @@ impl Conversation {
                         handler,
                         receipted: 0,
                         delivered: 0,
+                        failure: None,
                     };
                     let summary = reader.run();
                     *shared.over.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -779,6 +792,8 @@ struct Reader<H> {
     /// The last message whose [`Handler::message_end`] returned `Ok`: the
     /// most a receipt may cover.
     delivered: u64,
+    /// The message the handler could not take, once that happened.
+    failure: Option<DeliveryFailure>,
 }
 
 /// Why [`Reader::pump`] stopped reading, other than a CLOSE from the peer.
@@ -797,45 +812,34 @@ impl<E: Into<NetError>> From<E> for Halt {
 
 impl<H: Handler> Reader<H> {
     fn run(&mut self) -> Summary {
-        let (ending, failure) = match self.pump() {
-            Ok(reason) => (Ok(reason), None),
-            Err(Halt::Net(error)) => (Err(error), None),
-            Err(Halt::Undeliverable(failure)) => {
-                let error = io::Error::new(failure.error.kind(), failure.to_string());
-                (Err(NetError::Io(error)), Some(failure))
-            }
+        let ending = self.pump();
+        let failure = self.failure.take();
+        let ending = match failure {
+            Some(ref failure) => Err(NetError::Io(io::Error::new(
+                failure.error.kind(),
+                failure.to_string(),
+            ))),
+            None => ending,
         };
         let (unacknowledged, we_are_done, write_error) = {
             let mut w = self.shared.writer();
-            // Tell a peer that broke the rules so, and a peer whose message
-            // we could not deliver that we are leaving (after a receipt for
-            // what was delivered before it). The records queued before the
-            // CLOSE go first: the peer counts every record (section 7), and
-            // a CLOSE sealed after dropped records would not open. Tampering
-            // and cut connections get nothing (there is no one to tell), so
-            // nothing queued matters.
-            let reason = match (&ending, &failure) {
-                (_, Some(_)) => Some(CloseReason::Goodbye),
-                (Err(NetError::Protocol(ProtocolError::MessageTooLarge { .. })), _) => {
+            // Tell a peer that broke the rules so. The records queued before
+            // the CLOSE go first: the peer counts every record (section 7),
+            // and a CLOSE sealed after dropped records would not open.
+            // Tampering and cut connections get nothing (there is no one to
+            // tell), so nothing queued matters.
+            let reason = match &ending {
+                Err(NetError::Protocol(ProtocolError::MessageTooLarge { .. })) => {
                     Some(CloseReason::TooLarge)
                 }
-                (
-                    Err(NetError::Protocol(
-                        ProtocolError::PeerMisbehaved(_) | ProtocolError::Malformed { .. },
-                    )),
-                    _,
-                ) => Some(CloseReason::ProtocolError),
+                Err(NetError::Protocol(
+                    ProtocolError::PeerMisbehaved(_) | ProtocolError::Malformed { .. },
+                )) => Some(CloseReason::ProtocolError),
                 _ => None,
             };
             match reason {
-                Some(reason) => {
-                    if failure.is_some() && self.delivered > self.receipted && !w.ended.get() {
-                        let delivered = self.delivered;
-                        let _ = w.seal(|send, buf| send.receipt(delivered, buf));
-                        self.receipted = delivered;
-                    }
-                    w.close(reason);
-                }
+                Some(reason) => w.close(reason),
+                None if failure.is_some() => {}
                 None => w.outbox.discard(),
             }
             w.ended.set();
@@ -884,7 +888,35 @@ impl<H: Handler> Reader<H> {
     /// Reads and handles records until the session ends. `Ok(Some(reason))`:
     /// the peer closed; `Ok(None)`: we closed, and the peer hung up or
     /// [`LINGER`] passed.
-    fn pump(&mut self) -> Result<Option<CloseReason>, Halt> {
+    fn pump(&mut self) -> Result<Option<CloseReason>, NetError> {
+        loop {
+            match self.pump_until_halt() {
+                Ok(reason) => return Ok(reason),
+                Err(Halt::Net(error)) => return Err(error),
+                Err(Halt::Undeliverable(failure)) => self.give_up(failure),
+            }
+        }
+    }
+
+    /// The handler could not take a message: acknowledge the ones delivered
+    /// before it, say goodbye, and go on reading (and discarding) until the
+    /// peer hangs up or [`LINGER`] passes, as after any CLOSE of ours, so
+    /// that a peer in the middle of sending sees the CLOSE rather than a
+    /// reset connection.
+    fn give_up(&mut self, failure: DeliveryFailure) {
+        let mut w = self.shared.writer();
+        if self.delivered > self.receipted && !w.ended.get() {
+            let delivered = self.delivered;
+            let _ = w.seal(|send, buf| send.receipt(delivered, buf));
+            self.receipted = delivered;
+        }
+        w.close(CloseReason::Goodbye);
+        self.failure.get_or_insert(failure);
+        self.shared.send_from_reader(w);
+    }
+
+    /// [`pump`](Self::pump), until the first failure of the handler.
+    fn pump_until_halt(&mut self) -> Result<Option<CloseReason>, Halt> {
         // A live peer sends a record (at least a KEEPALIVE) well within the
         // timeout. Counting whole records, not bytes, also catches a peer
         // (or a man in the middle) that trickles out a frame that never ends.

@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: temporary homes and running the binary.
 #![allow(dead_code)] // Each test crate uses its own subset.
 
+pub mod hostile;
 pub mod mitm;
 
 use std::fs;
@@ -243,6 +244,23 @@ impl Running {
             stdout,
             stderr,
             readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// As [`spawn`](Self::spawn), with standard output going to `stdout`
+    /// (a file, a pipe the test holds), not collected.
+    pub fn spawn_with_stdout(mut command: Command, stdout: Stdio) -> Self {
+        let mut child = command
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat");
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout: std::sync::Arc::default(),
+            stderr,
+            readers: vec![err_reader],
         }
     }
 
