@@ -14,7 +14,7 @@
 mod common;
 
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{PipeWriter, Read, Write};
 use std::net::TcpListener;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -56,6 +56,21 @@ fn send_file(ada: &TestHome, target: &str, text: &[u8]) -> common::Outcome {
 fn text_of(length: usize) -> Vec<u8> {
     let line = b"the quick brown fox jumps over the lazy dog\n";
     line.iter().copied().cycle().take(length).collect()
+}
+
+/// Waits until no process holds the read end of the pipe that `probe`
+/// writes to. Dropping our read end is not enough: a child that another test
+/// thread forks at that moment holds a copy of every descriptor until it
+/// execs. Probing writes a byte or two into a pipe that nobody reads.
+fn wait_until_unread(probe: &mut PipeWriter) {
+    let deadline = Instant::now() + secs(10);
+    loop {
+        match probe.write(b"\n") {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return,
+            _ => assert!(Instant::now() < deadline, "the pipe still has a reader"),
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
 }
 
 /// Both ends of a failed delivery: the sender says not delivered (6), the
@@ -103,12 +118,29 @@ fn a_receiver_whose_output_pipe_is_closed_does_not_acknowledge() {
         let bob = TestHome::with_identity("responder");
         let ada = TestHome::with_identity("initiator");
         let (reader, writer) = std::io::pipe().unwrap();
+        let mut probe = writer.try_clone().unwrap();
         drop(reader);
         let server = receiver(&bob, extra, Stdio::from(writer));
+        wait_until_unread(&mut probe);
         let sent = send_file(&ada, &address(&server), &text_of(length));
         let received = server.finish(secs(20));
         not_delivered(&sent, &received, "Broken pipe");
     }
+}
+
+#[test]
+fn serve_stops_when_its_output_fails() {
+    // Without --once, too: the next peer's messages could not be written
+    // either, so serve exits with the error instead of taking them.
+    let bob = TestHome::with_identity("responder");
+    let ada = TestHome::with_identity("initiator");
+    let mut command = serve_command(&bob, &["--accept-new"]);
+    command.stdin(Stdio::null());
+    let full = File::options().write(true).open("/dev/full").unwrap();
+    let server = Running::spawn_with_stdout(command, Stdio::from(full));
+    let sent = send_file(&ada, &address(&server), b"hello\n");
+    let received = server.finish(secs(20));
+    not_delivered(&sent, &received, "No space left on device");
 }
 
 #[test]
@@ -138,6 +170,7 @@ fn a_hostile_sender_gets_receipts_only_for_what_was_written() {
     // goodbye without a receipt for it and exits with the error.
     let bob = TestHome::with_identity("responder");
     let (mut reader, writer) = std::io::pipe().unwrap();
+    let mut probe = writer.try_clone().unwrap();
     let server = receiver(&bob, &[], Stdio::from(writer));
     let mut mallory = HostilePeer::connect(server.port());
     let first = mallory.send_message(b"first\n");
@@ -149,6 +182,7 @@ fn a_hostile_sender_gets_receipts_only_for_what_was_written() {
         Got::Receipt(first)
     );
     drop(reader);
+    wait_until_unread(&mut probe);
     let second = mallory.send_message(b"second\n");
     assert_eq!(second, first + 1);
     // The receiver (no input: it says DONE whenever it gets to it) sends no

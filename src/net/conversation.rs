@@ -46,12 +46,13 @@ pub const LINGER: Duration = Duration::from_secs(2);
 /// pipe: `EPIPE`, as Rust ignores `SIGPIPE`).
 ///
 /// When [`message_start`], [`message_data`] or [`message_end`] returns an
-/// error, the message is not delivered: the engine stops reading, sends a
-/// receipt for the messages delivered before it and a CLOSE (reason 0),
-/// and ends the conversation with [`Ending::Failed`] and
-/// [`Summary::undelivered`] set to the message and the handler's error. The
-/// peer reports that message as not delivered; the program reports the
-/// error as a local one (exit code 1).
+/// error, the message is not delivered: the engine sends a receipt for the
+/// messages delivered before it and a CLOSE (reason 0), hands the handler
+/// nothing more (what still arrives is discarded until the peer hangs up,
+/// as after any CLOSE of ours), and ends the conversation with
+/// [`Ending::Failed`] and [`Summary::undelivered`] set to the message and
+/// the handler's error. The peer reports that message as not delivered; the
+/// program reports the error as a local one (exit code 1).
 ///
 /// [`message_start`]: Handler::message_start
 /// [`message_data`]: Handler::message_data
