@@ -38,6 +38,10 @@ pub enum Got {
     Done,
     /// CLOSE.
     Close(CloseReason),
+    /// KEY_UPDATE, with the new epoch.
+    KeyUpdate(u64),
+    /// A file record (of any kind).
+    File,
     /// The connection ended (FIN or reset).
     Hangup,
 }
@@ -149,6 +153,8 @@ impl HostilePeer {
             Event::Keepalive => Got::Keepalive,
             Event::Done => Got::Done,
             Event::Close { reason, .. } => Got::Close(reason),
+            Event::KeyUpdate { epoch } => Got::KeyUpdate(epoch),
+            Event::File(_) => Got::File,
         })
     }
 
