@@ -232,7 +232,7 @@ const ROWS: &[Row] = &[
             ada.run(&["send", &address(&server), "--accept-new"])
         },
         code: 5,
-        needles: &["has changed", "refusing to talk"],
+        needles: &["presented a different key", "refusing to talk"],
     },
     Row {
         name: "6: the peer says goodbye without a receipt",
