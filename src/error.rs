@@ -2,9 +2,11 @@
 
 use std::io;
 
+use crate::files::{self, UnsafePath};
 use crate::home::HomeError;
 use crate::identity::IdentityError;
 use crate::net::NetError;
+use crate::protocol::CloseReason;
 use crate::trust::{Mismatch, TrustError};
 
 /// Exit status of a successful run.
@@ -13,13 +15,15 @@ pub const EXIT_OK: u8 = 0;
 pub const EXIT_LOCAL: u8 = 1;
 /// Exit status for a command line clap could not parse (clap's own).
 pub const EXIT_USAGE: u8 = 2;
-/// Exit status when the connection could not be made or failed.
+/// Exit status when the connection could not be made or failed, including
+/// a peer that ended it over a protocol error or a too large message.
 pub const EXIT_NETWORK: u8 = 3;
 /// Exit status when the peer's key is not trusted, or the peer refused ours.
 pub const EXIT_UNTRUSTED: u8 = 4;
 /// Exit status when a pinned peer presents another key.
 pub const EXIT_KEY_CHANGED: u8 = 5;
-/// Exit status when messages we sent were not acknowledged.
+/// Exit status when the conversation ended normally (a goodbye) but
+/// messages we sent were not acknowledged.
 pub const EXIT_UNDELIVERED: u8 = 6;
 
 /// Anything that ends a `chat` command early.
@@ -33,7 +37,20 @@ pub enum Error {
     Identity(#[from] IdentityError),
     /// `known_peers.toml`.
     #[error(transparent)]
-    Trust(#[from] TrustError),
+    Trust(TrustError),
+    /// A state file or folder others could change (or read, for secrets).
+    #[error("{0}")]
+    Unsafe(UnsafePath),
+    /// A message from the peer could not be delivered: our output failed.
+    #[error(
+        "{error}; message #{id} from the peer was therefore not acknowledged, and the conversation was ended"
+    )]
+    Undeliverable {
+        /// The message.
+        id: u64,
+        /// Why it could not be written.
+        error: io::Error,
+    },
     /// Writing our own output (other than a closed pipe) or reading the terminal.
     #[error("{context}: {source}")]
     Io {
@@ -73,6 +90,18 @@ pub enum Error {
     /// The peer refused the connection for now (busy, or another reason it gave).
     #[error("{0}")]
     Busy(String),
+    /// The peer ended the conversation over an error (reasons 2, 4 and
+    /// unknown ones): a failed conversation, whatever was delivered.
+    #[error(
+        "the peer ended the conversation: {reason}{}",
+        undelivered_suffix(undelivered)
+    )]
+    PeerEnded {
+        /// The peer's reason.
+        reason: CloseReason,
+        /// Our messages without a receipt.
+        undelivered: Vec<u64>,
+    },
     /// A pinned name or address presents another key.
     #[error("{0}")]
     KeyChanged(Box<Mismatch>),
@@ -84,6 +113,25 @@ pub enum Error {
         /// Our messages without a receipt.
         undelivered: Vec<u64>,
     },
+}
+
+impl From<TrustError> for Error {
+    fn from(error: TrustError) -> Self {
+        match error {
+            TrustError::Io { source, .. } if files::unsafe_state(&source).is_some() => {
+                Error::Unsafe(files::unsafe_state(&source).expect("checked").clone())
+            }
+            error => Error::Trust(error),
+        }
+    }
+}
+
+fn undelivered_suffix(ids: &[u64]) -> String {
+    if ids.is_empty() {
+        String::new()
+    } else {
+        format!("; {}", undelivered_text(ids))
+    }
 }
 
 fn undelivered_text(ids: &[u64]) -> String {
@@ -101,17 +149,21 @@ fn undelivered_text(ids: &[u64]) -> String {
 }
 
 impl Error {
-    /// The process exit status for this error (see the README).
+    /// The process exit status for this error (the README's table).
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Home(_)
             | Error::Identity(_)
             | Error::Trust(_)
+            | Error::Unsafe(_)
+            | Error::Undeliverable { .. }
             | Error::Io { .. }
             | Error::Input(_) => EXIT_LOCAL,
-            Error::Net(_) | Error::Peer { .. } | Error::NetUndelivered { .. } | Error::Busy(_) => {
-                EXIT_NETWORK
-            }
+            Error::Net(_)
+            | Error::Peer { .. }
+            | Error::NetUndelivered { .. }
+            | Error::Busy(_)
+            | Error::PeerEnded { .. } => EXIT_NETWORK,
             Error::Untrusted(_) | Error::Refused(_) => EXIT_UNTRUSTED,
             Error::KeyChanged(_) => EXIT_KEY_CHANGED,
             Error::Undelivered { .. } => EXIT_UNDELIVERED,

@@ -1,5 +1,10 @@
 //! The identity key file: generate, save (PKCS#8 PEM, mode 0600, atomically,
 //! optionally under a passphrase), and load with the checks ssh makes.
+//!
+//! A new key is created with a rename that does not replace: when two `chat`
+//! processes create an identity at once, exactly one key is kept, and the
+//! other process is told so (and uses it, or refuses), never told to
+//! replace it.
 
 use std::fs;
 use std::io;
@@ -9,7 +14,8 @@ use rand::CryptoRng;
 use zeroize::Zeroizing;
 
 use crate::crypto::{KeyError, PrivateKey};
-use crate::files::{self, ReadOutcome};
+use crate::files::{self, ReadOutcome, UnsafePath};
+use crate::home::suggested_command_for_file;
 
 /// Default size of a new identity key, in bits.
 pub const DEFAULT_BITS: usize = 3072;
@@ -21,32 +27,41 @@ const IDENTITY_FILE_LIMIT: u64 = 64 * 1024;
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     /// There is no key file yet.
-    #[error("no identity at {}: run `chat init` to create one", path.display())]
+    #[error(
+        "no identity at {}: run `{}` to create one",
+        path.display(),
+        suggested_command_for_file(path, &["init"])
+    )]
     NotFound {
         /// Where it was looked for.
         path: PathBuf,
     },
     /// `init` without `--force` over an existing key.
     #[error(
-        "an identity already exists at {}; use `chat init --force` to replace it (the old key is kept beside it)",
-        path.display()
+        "an identity already exists at {}; use `{}` to replace it (the old key is kept beside it)",
+        path.display(),
+        suggested_command_for_file(path, &["init", "--force"])
     )]
     Exists {
         /// The existing file.
         path: PathBuf,
     },
-    /// The key file can be read by group or others.
+    /// Another process created the key while this one was generating its
+    /// own; the other key is kept.
     #[error(
-        "permissions {mode:04o} for {} are too open: a private key must be readable only by you. Fix: chmod 600 {}",
+        "an identity was created at {} by another chat process meanwhile; it is kept, and the \
+         key generated here was discarded (`{}` shows it)",
         path.display(),
-        path.display()
+        suggested_command_for_file(path, &["fingerprint"])
     )]
-    Insecure {
+    CreatedMeanwhile {
         /// The key file.
         path: PathBuf,
-        /// Its permission bits.
-        mode: u32,
     },
+    /// The key file (or the passphrase file) can be read or changed by
+    /// others, is not ours, or is a link where a key would be created.
+    #[error("{0}")]
+    Insecure(UnsafePath),
     /// The file is not a usable key, or the passphrase is wrong.
     #[error("{}: {source}", path.display())]
     Invalid {
@@ -78,37 +93,37 @@ pub enum IdentityError {
 }
 
 fn io_error(path: &Path) -> impl FnOnce(io::Error) -> IdentityError + '_ {
-    move |source| IdentityError::Io {
-        path: path.to_path_buf(),
-        source,
+    move |source| match files::unsafe_state(&source) {
+        Some(problem) => IdentityError::Insecure(problem.clone()),
+        None => IdentityError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
     }
 }
 
-/// Loads the identity at `path`. Refuses a file that group or others can
-/// read, like ssh; never modifies the file. `passphrase` is called only if
-/// the key is encrypted.
+/// Loads the identity at `path`. Refuses a file that is not ours or that
+/// group or others can read or write, like ssh; never modifies the file.
+/// `passphrase` is called only if the key is encrypted.
 pub fn load(
     path: &Path,
     passphrase: impl FnOnce() -> Result<Zeroizing<String>, IdentityError>,
 ) -> Result<PrivateKey, IdentityError> {
-    match files::loose_permissions(path) {
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+    let bytes = match files::read_private(path, IDENTITY_FILE_LIMIT).map_err(io_error(path))? {
+        ReadOutcome::Contents(bytes) => Zeroizing::new(bytes),
+        ReadOutcome::Missing => {
+            // A link that leads nowhere is not "no identity": creating one
+            // would mean creating a file through the link.
+            if let Ok(target) = fs::read_link(path) {
+                return Err(IdentityError::Insecure(UnsafePath {
+                    path: path.to_path_buf(),
+                    problem: files::Problem::Link { target },
+                }));
+            }
             return Err(IdentityError::NotFound {
                 path: path.to_path_buf(),
             });
         }
-        Err(e) => return Err(io_error(path)(e)),
-        Ok(Some(mode)) => {
-            return Err(IdentityError::Insecure {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
-        Ok(None) => {}
-    }
-    let bytes = match files::read_bounded(path, IDENTITY_FILE_LIMIT).map_err(io_error(path))? {
-        ReadOutcome::Contents(bytes) => Zeroizing::new(bytes),
-        ReadOutcome::Missing => return Err(io_error(path)(io::ErrorKind::NotFound.into())),
         ReadOutcome::TooLarge => {
             return Err(IdentityError::Invalid {
                 path: path.to_path_buf(),
@@ -127,9 +142,12 @@ pub fn load(
 
 /// Writes a new identity to `path`, encrypted when `passphrase` is given.
 ///
-/// An existing key is refused unless `force`; then it is kept as
-/// `PATH.old` (or `PATH.old.1`, `.2`, ... if that name is taken) before the
-/// new key atomically takes its place. Returns the backup's path, if any.
+/// Without `force`, an existing key is refused ([`IdentityError::Exists`]),
+/// and the new key is renamed into place only if no other process created
+/// one meanwhile ([`IdentityError::CreatedMeanwhile`]; the other key is
+/// kept). With `force`, an existing key is kept as `PATH.old` (or
+/// `PATH.old.1`, `.2`, ... if that name is taken) before the new key
+/// atomically takes its place. Returns the backup's path, if any.
 pub fn save(
     path: &Path,
     key: &PrivateKey,
@@ -147,12 +165,21 @@ pub fn save(
         Some(passphrase) => key.to_pkcs8_encrypted_pem(rng, passphrase),
         None => key.to_pkcs8_pem(),
     };
+    if !force {
+        return match files::create_atomically(path, pem.as_bytes()) {
+            Ok(()) => Ok(None),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                Err(IdentityError::CreatedMeanwhile {
+                    path: path.to_path_buf(),
+                })
+            }
+            Err(e) => Err(io_error(path)(e)),
+        };
+    }
     let backup = if exists {
-        let backup = free_backup_name(path);
         // A hard link keeps the old key reachable at every instant: the
         // rename below swaps the new key in without a moment of no identity.
-        fs::hard_link(path, &backup).map_err(io_error(&backup))?;
-        Some(backup)
+        Some(link_backup(path)?)
     } else {
         None
     };
@@ -160,22 +187,44 @@ pub fn save(
     Ok(backup)
 }
 
-fn free_backup_name(path: &Path) -> PathBuf {
+/// Hard-links the key at `path` to the first free name of `PATH.old`,
+/// `PATH.old.1`, ...; a name another process takes meanwhile is skipped.
+fn link_backup(path: &Path) -> Result<PathBuf, IdentityError> {
     let base = format!("{}.old", path.display());
-    std::iter::once(PathBuf::from(&base))
-        .chain((1..).map(|n| PathBuf::from(format!("{base}.{n}"))))
-        .find(|candidate| fs::symlink_metadata(candidate).is_err())
-        .expect("an unused name exists")
+    let candidates = std::iter::once(PathBuf::from(&base))
+        .chain((1..).map(|n| PathBuf::from(format!("{base}.{n}"))));
+    for candidate in candidates {
+        match fs::hard_link(path, &candidate) {
+            Ok(()) => return Ok(candidate),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io_error(&candidate)(e)),
+        }
+    }
+    unreachable!("an unused name exists")
+}
+
+/// Where the identity [`load_or_create`] returns came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// It was there.
+    Loaded,
+    /// This process created it.
+    Created,
+    /// Another process created it while this one was generating its own;
+    /// that one is used.
+    CreatedMeanwhile,
 }
 
 /// Loads the identity at `path`, or generates and saves an unencrypted one of
-/// [`DEFAULT_BITS`] if there is none. The flag tells whether it was created.
+/// [`DEFAULT_BITS`] if there is none. If another process creates one
+/// meanwhile, that one is loaded and used. `passphrase` is called only for
+/// an encrypted key.
 pub fn load_or_create(
     path: &Path,
-    passphrase: impl FnOnce() -> Result<Zeroizing<String>, IdentityError>,
+    mut passphrase: impl FnMut() -> Result<Zeroizing<String>, IdentityError>,
     rng: &mut impl CryptoRng,
-) -> Result<(PrivateKey, bool), IdentityError> {
-    match load(path, passphrase) {
+) -> Result<(PrivateKey, Origin), IdentityError> {
+    match load(path, &mut passphrase) {
         Err(IdentityError::NotFound { .. }) => {
             let key = PrivateKey::generate(rng, DEFAULT_BITS).map_err(|source| {
                 IdentityError::Invalid {
@@ -183,16 +232,22 @@ pub fn load_or_create(
                     source,
                 }
             })?;
-            save(path, &key, None, false, rng)?;
-            Ok((key, true))
+            match save(path, &key, None, false, rng) {
+                Ok(_) => Ok((key, Origin::Created)),
+                Err(IdentityError::CreatedMeanwhile { .. } | IdentityError::Exists { .. }) => {
+                    load(path, &mut passphrase).map(|key| (key, Origin::CreatedMeanwhile))
+                }
+                Err(e) => Err(e),
+            }
         }
-        other => other.map(|key| (key, false)),
+        other => other.map(|key| (key, Origin::Loaded)),
     }
 }
 
 /// Reads a passphrase from a file: the first line, without its line ending.
+/// Like the key it protects, the file must be ours and readable by no one else.
 pub fn read_passphrase_file(path: &Path) -> Result<Zeroizing<String>, IdentityError> {
-    let bytes = match files::read_bounded(path, 4096).map_err(io_error(path))? {
+    let bytes = match files::read_private(path, 4096).map_err(io_error(path))? {
         ReadOutcome::Contents(bytes) => Zeroizing::new(bytes),
         ReadOutcome::Missing => {
             return Err(io_error(path)(io::ErrorKind::NotFound.into()));
@@ -278,5 +333,40 @@ mod tests {
         let err = load(&path, no_passphrase).unwrap_err();
         assert!(err.to_string().contains("chmod 600"), "{err}");
         assert_eq!(fs::read(&path).unwrap(), before);
+    }
+
+    #[test]
+    fn a_key_created_meanwhile_is_kept_and_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.pem");
+        let mut rng = rand::rng();
+        // The winner's key appears after the loser checked and before it
+        // renames its own into place: simulated by writing it between the
+        // two, through the same no-replace creation.
+        let winner = test_keys::initiator();
+        files::create_atomically(&path, winner.to_pkcs8_pem().as_bytes()).unwrap();
+        let err = files::create_atomically(&path, test_keys::responder().to_pkcs8_pem().as_bytes())
+            .unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AlreadyExists);
+        assert_eq!(
+            load(&path, no_passphrase).unwrap().public(),
+            winner.public()
+        );
+        let (key, origin) = load_or_create(&path, no_passphrase, &mut rng).unwrap();
+        assert_eq!((key.public(), origin), (winner.public(), Origin::Loaded));
+        let message = IdentityError::CreatedMeanwhile { path: path.clone() }.to_string();
+        assert!(message.contains("another chat process"), "{message}");
+        assert!(!message.contains("--force"), "{message}");
+    }
+
+    #[test]
+    fn a_dangling_link_is_not_taken_for_a_missing_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let path = dir.path().join("identity.pem");
+        std::os::unix::fs::symlink(outside.path().join("key"), &path).unwrap();
+        let err = load_or_create(&path, no_passphrase, &mut rand::rng()).unwrap_err();
+        assert!(err.to_string().contains("symbolic link"), "{err}");
+        assert!(!outside.path().join("key").exists());
     }
 }

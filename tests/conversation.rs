@@ -229,7 +229,7 @@ fn first_contact_with_accept_new_pins_both_sides_and_the_next_session_is_verifie
     assert!(
         events
             .iter()
-            .any(|e| e["event"] == "message" && e["text"] == "")
+            .any(|e| e["event"] == "message" && e["text"] == common::MESSAGE)
     );
 }
 
@@ -261,7 +261,7 @@ fn a_changed_key_is_refused_by_the_connecting_side() {
             "Someone claiming to be \"bob\" presented a different key.",
             &format!("Pinned key:    {}", fingerprint_of("responder")),
             &format!("Presented key: {}", fingerprint_of("transient")),
-            "chat peers forget bob",
+            &format!("chat --home {} peers forget bob", ada.path().display()),
             "known_peers.toml",
         ],
     );
@@ -302,7 +302,7 @@ fn a_changed_key_is_refused_by_the_serving_side() {
             "Someone claiming to be \"ada\" presented a different key.",
             "someone claiming to be \"ada\" presented a different key",
             &format!("Presented key: {}", fingerprint_of("transient")),
-            "chat peers forget ada",
+            &format!("chat --home {} peers forget ada", bob.path().display()),
         ],
     );
     assert_eq!(server.stdout, "", "a message was delivered");

@@ -13,6 +13,12 @@ fn mode(path: &std::path::Path) -> u32 {
     fs::metadata(path).unwrap().permissions().mode() & 0o777
 }
 
+/// Writes a file only its owner may read, as a passphrase file must be.
+fn private_file(path: &std::path::Path, text: &str) {
+    fs::write(path, text).unwrap();
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[test]
 fn init_creates_a_private_home_and_key() {
     let root = TestHome::empty();
@@ -90,7 +96,7 @@ fn init_refuses_to_overwrite_and_force_keeps_the_old_key() {
 fn passphrase_protected_identity() {
     let home = TestHome::empty();
     let pass = home.file("pass.txt");
-    fs::write(&pass, "correct horse battery staple\n").unwrap();
+    private_file(&pass, "correct horse battery staple\n");
     let pass = pass.to_str().unwrap();
     let created = home
         .run(&["init", "--bits", "2048", "--passphrase-file", pass])
@@ -110,11 +116,11 @@ fn passphrase_protected_identity() {
     home.run(&["fingerprint"])
         .fails(1, &["protected by a passphrase", "--passphrase-file"]);
     let wrong = home.file("wrong.txt");
-    fs::write(&wrong, "incorrect horse\n").unwrap();
+    private_file(&wrong, "incorrect horse\n");
     home.run(&["fingerprint", "--passphrase-file", wrong.to_str().unwrap()])
         .fails(1, &["identity.pem", "wrong passphrase"]);
     let empty = home.file("empty.txt");
-    fs::write(&empty, "\n").unwrap();
+    private_file(&empty, "\n");
     home.run(&["fingerprint", "--passphrase-file", empty.to_str().unwrap()])
         .fails(1, &["empty"]);
     untouched.check();
@@ -172,8 +178,8 @@ fn reports_corrupt_key_files_and_leaves_them_alone() {
 #[test]
 fn missing_identity_says_how_to_create_one() {
     let home = TestHome::empty();
-    home.run(&["fingerprint"])
-        .fails(1, &["no identity", "chat init"]);
+    let init = format!("chat --home {} init", home.path().display());
+    home.run(&["fingerprint"]).fails(1, &["no identity", &init]);
     assert!(!home.file("identity.pem").exists());
 }
 

@@ -141,7 +141,9 @@ fn on_a_terminal_auto_colours_unless_no_color_is_set() {
         }
         let mut session = expectrl::Session::spawn(command).expect("spawn on a pty");
         session.set_expect_timeout(Some(std::time::Duration::from_secs(20)));
-        let found = session.expect("chat init").expect("the error line");
+        let found = session
+            .expect("init` to create one")
+            .expect("the error line");
         String::from_utf8_lossy(found.before()).into_owned()
     };
     assert!(printed(None).contains("\x1b[1;31m"), "auto on a terminal");

@@ -100,7 +100,7 @@ fn a_conversation_to_bobs_address_is_with_bob_or_nobody() {
                     "Presented key: {} (pinned as \"carol\")",
                     fingerprint_of("transient")
                 ),
-                "chat peers forget bob",
+                &format!("chat --home {} peers forget bob", ada.path().display()),
                 &format!("{target} is pinned to \"bob\""),
             ],
         );

@@ -9,13 +9,24 @@ use super::{Context, print_stdout};
 use crate::cli::{FingerprintArgs, InitArgs};
 use crate::crypto::PrivateKey;
 use crate::error::Error;
+use crate::files::{Problem, UnsafePath};
 use crate::identity::{self, IdentityError};
 
 /// `chat init`: generate and save a new identity.
 pub(super) fn init(context: &Context, args: &InitArgs) -> Result<(), Error> {
     let path = context.home.identity_path();
-    if path.exists() && !args.force {
-        return Err(IdentityError::Exists { path }.into());
+    if !args.force {
+        if path.exists() {
+            return Err(IdentityError::Exists { path }.into());
+        }
+        if let Ok(target) = std::fs::read_link(&path) {
+            // A link that leads nowhere: the key would be created through it.
+            return Err(IdentityError::Insecure(UnsafePath {
+                path,
+                problem: Problem::Link { target },
+            })
+            .into());
+        }
     }
     let passphrase = new_passphrase(context)?;
     context.home.create()?;

@@ -31,19 +31,37 @@ pub fn notify(notice: &Notice, line: impl Into<String>) {
     }
 }
 
-/// Writes one JSON event as a line on standard output.
+/// Writes one JSON event as a line on standard output, for events whose
+/// loss changes nothing (a failing standard output shows up where it
+/// matters: when a message is to be delivered).
 pub fn json_event(event: serde_json::Value) {
+    let _ = write_json_event(&event);
+}
+
+/// Writes one JSON event as a line on standard output and flushes it.
+pub fn write_json_event(event: &serde_json::Value) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
-    let _ = writeln!(stdout, "{event}").and_then(|()| stdout.flush());
+    writeln!(stdout, "{event}")
+        .and_then(|()| stdout.flush())
+        .map_err(output_error)
+}
+
+/// Says where a write failed: the error ends up in a one-line message.
+fn output_error(error: io::Error) -> io::Error {
+    io::Error::new(
+        error.kind(),
+        format!("cannot write to standard output: {error}"),
+    )
 }
 
 /// The JSON form of a conversation's end.
 pub fn ending_event(summary: &Summary) -> serde_json::Value {
-    let (how, reason) = match &summary.ending {
-        Ending::Finished => ("finished", None),
-        Ending::ClosedByUs => ("closed_by_us", None),
-        Ending::ClosedByPeer(reason) => ("closed_by_peer", Some(reason.to_string())),
-        Ending::Failed(error) => ("failed", Some(error.to_string())),
+    let (how, reason) = match (&summary.ending, &summary.undelivered) {
+        (_, Some(failure)) => ("failed", Some(failure.to_string())),
+        (Ending::Finished, None) => ("finished", None),
+        (Ending::ClosedByUs, None) => ("closed_by_us", None),
+        (Ending::ClosedByPeer(reason), None) => ("closed_by_peer", Some(reason.to_string())),
+        (Ending::Failed(error), None) => ("failed", Some(error.to_string())),
     };
     json!({
         "event": "closed",
@@ -58,6 +76,10 @@ pub fn ending_event(summary: &Summary) -> serde_json::Value {
 /// once complete; one announced longer than 1 MiB is streamed as it arrives
 /// instead (as `message_start`, `message_data` and `message_end` events with
 /// `--json`), so memory stays bounded whatever the peer sends.
+///
+/// Every write is checked, and [`Handler::message_end`] returns only once
+/// the whole message is written and standard output flushed: a message that
+/// could not be written (a full disk, a closed pipe) is not acknowledged.
 pub struct OutputHandler {
     view: Arc<Mutex<PeerView>>,
     json: bool,
@@ -105,6 +127,21 @@ impl OutputHandler {
         } else {
             stdout.write_all(bytes)
         }
+        .map_err(output_error)
+    }
+
+    /// Ends a message printed as text: the rest of a character split at
+    /// the end, a line ending if it had none, and a flush.
+    fn finish_text(&mut self) -> io::Result<()> {
+        let mut stdout = io::stdout().lock();
+        if self.terminal {
+            let rest = self.pieces.finish();
+            stdout.write_all(sanitize::for_display(rest.as_bytes()).as_bytes())?;
+        }
+        if self.last_byte != Some(b'\n') {
+            stdout.write_all(b"\n")?;
+        }
+        stdout.flush()
     }
 }
 
@@ -116,9 +153,9 @@ impl Handler for OutputHandler {
         self.streamed = 0;
         self.last_byte = None;
         if self.streaming && self.json {
-            json_event(
-                json!({"event": "message_start", "id": id, "from": self.label(), "length": length}),
-            );
+            write_json_event(
+                &json!({"event": "message_start", "id": id, "from": self.label(), "length": length}),
+            )?;
         }
         Ok(())
     }
@@ -132,7 +169,7 @@ impl Handler for OutputHandler {
         if self.json {
             let text = self.pieces.push(data);
             if !text.is_empty() {
-                json_event(json!({"event": "message_data", "id": id, "text": text}));
+                write_json_event(&json!({"event": "message_data", "id": id, "text": text}))?;
             }
             Ok(())
         } else {
@@ -145,32 +182,22 @@ impl Handler for OutputHandler {
             if self.streaming {
                 let rest = self.pieces.finish();
                 if !rest.is_empty() {
-                    json_event(json!({"event": "message_data", "id": id, "text": rest}));
+                    write_json_event(&json!({"event": "message_data", "id": id, "text": rest}))?;
                 }
-                json_event(json!({"event": "message_end", "id": id}));
-            } else {
-                let text = std::mem::take(&mut self.text);
-                json_event(json!({
-                    "event": "message",
-                    "id": id,
-                    "from": self.label(),
-                    "length": self.length,
-                    "text": String::from_utf8_lossy(&text),
-                }));
+                return write_json_event(&json!({"event": "message_end", "id": id}));
             }
-            return Ok(());
+            let text = std::mem::take(&mut self.text);
+            return write_json_event(&json!({
+                "event": "message",
+                "id": id,
+                "from": self.label(),
+                "length": self.length,
+                "text": String::from_utf8_lossy(&text),
+            }));
         }
         let text = std::mem::take(&mut self.text);
         self.write_text(&text)?;
-        let mut stdout = io::stdout().lock();
-        if self.terminal {
-            let rest = self.pieces.finish();
-            stdout.write_all(sanitize::for_display(rest.as_bytes()).as_bytes())?;
-        }
-        if self.last_byte != Some(b'\n') {
-            stdout.write_all(b"\n")?;
-        }
-        stdout.flush()
+        self.finish_text().map_err(output_error)
     }
 
     fn delivered(&mut self, ids: RangeInclusive<u64>) {

@@ -11,7 +11,7 @@ use crate::cli::CommonArgs;
 use crate::crypto::{PrivateKey, SafetyNumber};
 use crate::error::Error;
 use crate::home::Home;
-use crate::identity;
+use crate::identity::{self, Origin};
 use crate::net::NetError;
 use crate::net::conversation::{Ending, Summary};
 use crate::protocol::CloseReason;
@@ -45,15 +45,20 @@ impl Context<'_> {
         if !path.exists() {
             self.home.create()?;
         }
-        let (identity, created) =
+        let (identity, origin) =
             identity::load_or_create(&path, || self.identity_passphrase(), &mut rand::rng())?;
-        let notice = created.then(|| {
-            format!(
-                "Created a new identity in {} (3072-bit RSA, no passphrase). Your fingerprint: {}",
+        let fingerprint = identity.public().fingerprint();
+        let notice = match origin {
+            Origin::Loaded => None,
+            Origin::Created => Some(format!(
+                "Created a new identity in {} (3072-bit RSA, no passphrase). Your fingerprint: {fingerprint}",
                 path.display(),
-                identity.public().fingerprint()
-            )
-        });
+            )),
+            Origin::CreatedMeanwhile => Some(format!(
+                "An identity was created in {} by another chat process meanwhile; using it. Your fingerprint: {fingerprint}",
+                path.display(),
+            )),
+        };
         Ok((
             Me {
                 identity: Arc::new(identity),
@@ -155,8 +160,18 @@ pub(super) fn trust_peer(
     })
 }
 
-/// Turns how a conversation ended into the program's result.
+/// Turns how a conversation ended into the program's result, by the
+/// README's table of exit codes: a failure is reported by its cause (our
+/// output: 1; the connection, or a peer that ended it over an error: 3; the
+/// peer refusing our key: 4), and a conversation that ended normally with
+/// messages left without a receipt is 6.
 pub(super) fn conclude(summary: &Summary) -> Result<(), Error> {
+    if let Some(failure) = &summary.undelivered {
+        return Err(Error::Undeliverable {
+            id: failure.id,
+            error: io::Error::new(failure.error.kind(), failure.error.to_string()),
+        });
+    }
     let undelivered = summary.unacknowledged.clone();
     match &summary.ending {
         Ending::Failed(error) if undelivered.is_empty() => Err(Error::Net(clone_net_error(error))),
@@ -171,13 +186,17 @@ pub(super) fn conclude(summary: &Summary) -> Result<(), Error> {
             Err(Error::Busy("the peer is busy in another conversation; try again later".into()))
         }
         Ending::ClosedByPeer(reason @ (CloseReason::TooLarge | CloseReason::ProtocolError | CloseReason::Other(_))) => {
-            Err(Error::Undelivered {
-                context: format!("the peer ended the conversation: {reason}"),
+            Err(Error::PeerEnded {
+                reason: *reason,
                 undelivered,
             })
         }
-        _ if !undelivered.is_empty() => Err(Error::Undelivered {
-            context: "the conversation ended".into(),
+        ending if !undelivered.is_empty() => Err(Error::Undelivered {
+            context: match ending {
+                Ending::ClosedByPeer(_) => "the peer ended the conversation without a receipt",
+                _ => "the conversation ended",
+            }
+            .into(),
             undelivered,
         }),
         _ => Ok(()),

@@ -3,7 +3,7 @@
 use super::{Context, print_stdout};
 use crate::cli::PeersCommand;
 use crate::error::Error;
-use crate::trust::{KnownPeers, NewPeer};
+use crate::trust::{KnownPeers, NewPeer, TrustError};
 
 /// Runs one `chat peers` subcommand.
 pub(super) fn run(context: &Context, command: &PeersCommand) -> Result<(), Error> {
@@ -38,7 +38,14 @@ pub(super) fn run(context: &Context, command: &PeersCommand) -> Result<(), Error
             Ok(())
         }
         PeersCommand::Forget { name } => {
-            let removed = KnownPeers::forget(&path, name)?;
+            let removed = KnownPeers::forget(&path, name).map_err(|e| match e {
+                TrustError::UnknownName(name) => Error::Input(format!(
+                    "no known peer is named {name:?} in {} (see `{}`)",
+                    path.display(),
+                    context.home.command(&["peers", "list"])
+                )),
+                e => e.into(),
+            })?;
             eprintln!(
                 "Forgot {} ({}); {} no longer pins it.",
                 removed.name,

@@ -18,9 +18,18 @@ use crate::net::conversation::Conversation;
 use crate::protocol::CloseReason;
 
 /// `chat send`: one message from a file or standard input; exits 0 only if
-/// its receipt arrives.
+/// its receipt arrives. An empty message is refused before connecting: a
+/// receipt for nothing would tell the user that something was delivered.
 pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
     let (mut source, length) = open_source(args)?;
+    if length == 0 {
+        return Err(Error::Input(match &args.file {
+            Some(path) => format!("nothing to send: {} is empty", path.display()),
+            None => "nothing to send: standard input is empty (chat send delivers standard input, \
+                     or --file PATH, as one message)"
+                .into(),
+        }));
+    }
     let (me, created) = context.me(&args.common)?;
     if let Some(line) = created {
         eprintln!("{line}");

@@ -80,7 +80,9 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
                 }
             };
         drop(slot);
-        if args.once {
+        // A message we could not write (standard output failed) would fail
+        // again with the next peer: stop, with that error.
+        if args.once || matches!(result, Err(Error::Undeliverable { .. })) {
             return result;
         }
         if let Err(error) = result {

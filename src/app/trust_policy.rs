@@ -8,6 +8,7 @@ use crate::address::Address;
 use crate::cli::CommonArgs;
 use crate::crypto::{Fingerprint, PublicKey};
 use crate::error::Error;
+use crate::home::suggested_command_for_file;
 use crate::sanitize;
 use crate::session::PeerIdentity;
 use crate::trust::{KnownPeers, MatchedBy, Mismatch, NewPeer, Suspicion, TrustError, Verdict};
@@ -185,8 +186,12 @@ pub fn judge_with(
             Policy::AcceptNew => pin(known_peers, view, None),
             Policy::Strict => Err(Error::Untrusted(format!(
                 "the peer's key {presented} is not in {} and --strict refuses unknown keys; \
-                 pin it with `chat peers add NAME {presented}` once you have checked it",
-                known_peers.display()
+                 pin it with `{}` once you have checked it",
+                known_peers.display(),
+                suggested_command_for_file(
+                    known_peers,
+                    &["peers", "add", "NAME", &presented.to_string()]
+                )
             ))),
             Policy::Batch => Err(Error::Untrusted(format!(
                 "the peer's key {presented} is not known and there is no terminal to confirm it; \
@@ -372,8 +377,9 @@ pub fn key_changed_banner(mismatch: &Mismatch) -> String {
          Presented key: {presented}{presented_as}\n\
          The pinned key is in {path}, entry {name:?} at line {line}.\n\
          If you have confirmed with {name} that the new key is theirs, remove the pin with\n\
-         \n    chat peers forget {name}\n\n\
+         \n    {forget}\n\n\
          and connect again. Nothing was sent, and {path} was not changed.",
+        forget = suggested_command_for_file(&mismatch.path, &["peers", "forget", name]),
         pinned = mismatch.pinned,
         presented = mismatch.presented,
         presented_as = mismatch

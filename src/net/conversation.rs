@@ -4,8 +4,10 @@
 //! (see `Outbox`), and a keep-alive timer (`docs/PROTOCOL.md`, section 8).
 //!
 //! The reader acknowledges each message once its handler has taken the last
-//! byte, coalescing receipts when several messages arrive together. When both
-//! sides have said DONE and everything is acknowledged, it closes the session.
+//! byte (see [`Handler`] for what that must mean), coalescing receipts when
+//! several messages arrive together. When both sides have said DONE and
+//! everything is acknowledged, it closes the session. After our CLOSE, the
+//! peer has [`LINGER`] to hang up; then we do, whatever it still sends.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -28,19 +30,43 @@ fn keepalive_after() -> Duration {
     super::peer_timeout() / 4
 }
 /// After our CLOSE, how long we wait for the peer to close its side.
-const LINGER: Duration = Duration::from_secs(2);
+pub const LINGER: Duration = Duration::from_secs(2);
 
 /// What the receiving side of a conversation reports to the program.
 /// Called on the reader thread; a slow handler slows the peer down.
+///
+/// # Receipts
+///
+/// A receipt tells the peer that its message reached our user, so the
+/// engine sends one only for a message whose [`message_end`] returned `Ok`.
+/// A handler must therefore have written the whole message to its
+/// destination, and flushed every buffer of its own (a `BufWriter`, a
+/// `LineWriter` such as standard output's), before it returns `Ok` from
+/// [`message_end`]; it must not swallow a write error (a full disk, a closed
+/// pipe: `EPIPE`, as Rust ignores `SIGPIPE`).
+///
+/// When [`message_start`], [`message_data`] or [`message_end`] returns an
+/// error, the message is not delivered: the engine sends a receipt for the
+/// messages delivered before it and a CLOSE (reason 0), hands the handler
+/// nothing more (what still arrives is discarded until the peer hangs up,
+/// as after any CLOSE of ours), and ends the conversation with
+/// [`Ending::Failed`] and [`Summary::undelivered`] set to the message and
+/// the handler's error. The peer reports that message as not delivered; the
+/// program reports the error as a local one (exit code 1).
+///
+/// [`message_start`]: Handler::message_start
+/// [`message_data`]: Handler::message_data
+/// [`message_end`]: Handler::message_end
 pub trait Handler: Send + 'static {
-    /// A message of `length` bytes begins.
+    /// A message of `length` bytes begins. An error: see [receipts](Handler#receipts).
     fn message_start(&mut self, _id: u64, _length: u64) -> io::Result<()> {
         Ok(())
     }
-    /// More of the current message.
+    /// More of the current message. An error: see [receipts](Handler#receipts).
     fn message_data(&mut self, id: u64, data: &[u8]) -> io::Result<()>;
-    /// The message is complete and authentic. When this returns `Ok`, it
-    /// counts as delivered and the peer gets a receipt.
+    /// The message is complete and authentic. Return `Ok` only once all of
+    /// it is written and flushed where it goes: it then counts as delivered
+    /// and the peer gets a receipt. An error: see [receipts](Handler#receipts).
     fn message_end(&mut self, id: u64) -> io::Result<()>;
     /// The peer has every message up to these ids.
     fn delivered(&mut self, _ids: RangeInclusive<u64>) {}
@@ -72,6 +98,29 @@ pub struct Summary {
     pub unacknowledged: Vec<u64>,
     /// A message from the peer that was cut off before its end.
     pub cut_off: Option<u64>,
+    /// A message from the peer that our [`Handler`] could not take (its
+    /// output failed); it was not acknowledged, and the conversation ended
+    /// because of it.
+    pub undelivered: Option<DeliveryFailure>,
+}
+
+/// A received message that could not be delivered to our user.
+#[derive(Debug)]
+pub struct DeliveryFailure {
+    /// The message.
+    pub id: u64,
+    /// The handler's error.
+    pub error: io::Error,
+}
+
+impl std::fmt::Display for DeliveryFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "message #{} from the peer could not be delivered: {}",
+            self.id, self.error
+        )
+    }
 }
 
 impl Summary {
@@ -405,7 +454,10 @@ fn write_frames(mut socket: &TcpStream, frames: &[Vec<u8>]) -> io::Result<()> {
 
 /// The writer thread: sends whatever is queued while nobody else is
 /// writing; once the session has ended and all is sent, half-closes the
-/// socket so the peer sees our last record followed by the end.
+/// socket so the peer sees our last record followed by the end. Then the
+/// peer has [`LINGER`] to hang up before we do (docs/PROTOCOL.md, 8.5):
+/// whichever thread ended the session, a peer that keeps the connection
+/// open does not keep the reader waiting.
 fn write_loop(shared: &Shared) {
     let mut w = shared.writer();
     loop {
@@ -415,6 +467,15 @@ fn write_loop(shared: &Shared) {
             let _ = shared.socket.shutdown(Shutdown::Write);
             w.writer_gone = true;
             shared.changed.notify_all();
+            drop(w);
+            let over = shared.over.lock().unwrap_or_else(|p| p.into_inner());
+            let (over, _) = shared
+                .wake
+                .wait_timeout_while(over, LINGER, |over| !*over)
+                .unwrap_or_else(|p| p.into_inner());
+            if !*over {
+                let _ = shared.socket.shutdown(Shutdown::Both);
+            }
             return;
         } else {
             w.outbox.writer_idle = true;
@@ -641,6 +702,8 @@ impl Conversation {
                         recv,
                         handler,
                         receipted: 0,
+                        delivered: 0,
+                        failure: None,
                     };
                     let summary = reader.run();
                     *shared.over.lock().unwrap_or_else(|p| p.into_inner()) = true;
@@ -725,26 +788,60 @@ struct Reader<H> {
     decoder: FrameDecoder,
     recv: RecvHalf,
     handler: H,
+    /// The last message acknowledged to the peer.
     receipted: u64,
+    /// The last message whose [`Handler::message_end`] returned `Ok`: the
+    /// most a receipt may cover.
+    delivered: u64,
+    /// The message the handler could not take, once that happened.
+    failure: Option<DeliveryFailure>,
+}
+
+/// Why [`Reader::pump`] stopped reading, other than a CLOSE from the peer.
+enum Halt {
+    /// The connection failed, or the peer broke the protocol.
+    Net(NetError),
+    /// The handler could not take a message.
+    Undeliverable(DeliveryFailure),
+}
+
+impl<E: Into<NetError>> From<E> for Halt {
+    fn from(error: E) -> Self {
+        Halt::Net(error.into())
+    }
 }
 
 impl<H: Handler> Reader<H> {
     fn run(&mut self) -> Summary {
         let ending = self.pump();
+        let failure = self.failure.take();
+        let ending = match failure {
+            Some(ref failure) => Err(NetError::Io(io::Error::new(
+                failure.error.kind(),
+                failure.to_string(),
+            ))),
+            None => ending,
+        };
         let (unacknowledged, we_are_done, write_error) = {
             let mut w = self.shared.writer();
-            // Nothing queued can matter now, except telling a peer that
-            // broke the rules so; tampering and cut connections get nothing
-            // (there is no one to tell).
-            w.outbox.discard();
-            match &ending {
+            // Tell a peer that broke the rules so. The records queued before
+            // the CLOSE go first: the peer counts every record (section 7),
+            // and a CLOSE sealed after dropped records would not open.
+            // Tampering and cut connections get nothing (there is no one to
+            // tell), so nothing queued matters.
+            let reason = match &ending {
                 Err(NetError::Protocol(ProtocolError::MessageTooLarge { .. })) => {
-                    w.close(CloseReason::TooLarge)
+                    Some(CloseReason::TooLarge)
                 }
                 Err(NetError::Protocol(
                     ProtocolError::PeerMisbehaved(_) | ProtocolError::Malformed { .. },
-                )) => w.close(CloseReason::ProtocolError),
-                _ => {}
+                )) => Some(CloseReason::ProtocolError),
+                _ => None,
+            };
+            match reason {
+                Some(reason) => w.close(reason),
+                None if failure.is_some() => {}
+                None => w.outbox.discard(),
             }
             w.ended.set();
             self.shared.queued.notify_one();
@@ -771,6 +868,8 @@ impl<H: Handler> Reader<H> {
         let ending = match (ending, write_error) {
             (Ok(None | Some(CloseReason::Goodbye)), _) if both_done => Ending::Finished,
             (Ok(Some(reason)), _) => Ending::ClosedByPeer(reason),
+            // The handler's failure is the cause, whatever followed it.
+            (Err(e), _) if failure.is_some() => Ending::Failed(e),
             // Our own write failed first: that is the cause, not the
             // connection we shut down because of it.
             (_, Some(e)) => Ending::Failed(NetError::from_read(e, "while sending")),
@@ -781,19 +880,52 @@ impl<H: Handler> Reader<H> {
             ending,
             unacknowledged,
             cut_off: self.recv.in_message(),
+            undelivered: failure,
         };
         self.handler.ended(&summary);
         summary
     }
 
     /// Reads and handles records until the session ends. `Ok(Some(reason))`:
-    /// the peer closed; `Ok(None)`: we closed and the peer hung up.
+    /// the peer closed; `Ok(None)`: we closed, and the peer hung up or
+    /// [`LINGER`] passed.
     fn pump(&mut self) -> Result<Option<CloseReason>, NetError> {
+        loop {
+            match self.pump_until_halt() {
+                Ok(reason) => return Ok(reason),
+                Err(Halt::Net(error)) => return Err(error),
+                Err(Halt::Undeliverable(failure)) => self.give_up(failure),
+            }
+        }
+    }
+
+    /// The handler could not take a message: acknowledge the ones delivered
+    /// before it, say goodbye, and go on reading (and discarding) until the
+    /// peer hangs up or [`LINGER`] passes, as after any CLOSE of ours, so
+    /// that a peer in the middle of sending sees the CLOSE rather than a
+    /// reset connection.
+    fn give_up(&mut self, failure: DeliveryFailure) {
+        let mut w = self.shared.writer();
+        if self.delivered > self.receipted && !w.ended.get() {
+            let delivered = self.delivered;
+            let _ = w.seal(|send, buf| send.receipt(delivered, buf));
+            self.receipted = delivered;
+        }
+        w.close(CloseReason::Goodbye);
+        self.failure.get_or_insert(failure);
+        self.shared.send_from_reader(w);
+    }
+
+    /// [`pump`](Self::pump), until the first failure of the handler.
+    fn pump_until_halt(&mut self) -> Result<Option<CloseReason>, Halt> {
         // A live peer sends a record (at least a KEEPALIVE) well within the
         // timeout. Counting whole records, not bytes, also catches a peer
         // (or a man in the middle) that trickles out a frame that never ends.
         let timeout = super::peer_timeout();
         let mut last_record = Instant::now();
+        // Once our CLOSE is queued, the peer has until then to hang up
+        // (docs/PROTOCOL.md, 8.5), however much it still sends.
+        let mut hang_up_at: Option<Instant> = None;
         // The socket's read timeout, changed only when it must shrink (time
         // is running out) or may grow back: not a system call per read.
         let mut read_timeout = timeout;
@@ -807,16 +939,27 @@ impl<H: Handler> Reader<H> {
                 }
                 let event = self.recv.open(frame)?;
                 last_record = Instant::now();
-                if let Some(reason) = handle(&self.shared, &mut self.handler, event)? {
-                    return Ok(Some(reason));
+                match handle(&self.shared, &mut self.handler, event)? {
+                    Handled::Delivered(id) => self.delivered = id,
+                    Handled::Closed(reason) => return Ok(Some(reason)),
+                    Handled::Continue => {}
                 }
             }
-            self.after_batch()?;
-            let left = timeout.saturating_sub(last_record.elapsed());
+            self.after_batch();
+            let mut left = timeout.saturating_sub(last_record.elapsed());
+            if self.shared.ended.get() {
+                let at = *hang_up_at.get_or_insert_with(|| Instant::now() + LINGER);
+                let linger = at.saturating_duration_since(Instant::now());
+                if linger.is_zero() {
+                    return Ok(None);
+                }
+                left = left.min(linger);
+            }
             if left.is_zero() {
                 return Err(NetError::Timeout(
                     "waiting for the peer (no complete record within the peer timeout)",
-                ));
+                )
+                .into());
             }
             if left + Duration::from_millis(200) < read_timeout
                 || left > read_timeout + Duration::from_secs(1)
@@ -829,66 +972,70 @@ impl<H: Handler> Reader<H> {
                     return if self.shared.ended.get() {
                         Ok(None)
                     } else {
-                        Err(NetError::Cut("before the peer said goodbye"))
+                        Err(NetError::Cut("before the peer said goodbye").into())
                     };
                 }
                 Ok(n) => self.decoder.filled(n),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                // We already said goodbye; how the socket ends is moot.
-                Err(_) if self.shared.ended.get() => return Ok(None),
+                // The deadlines above decide.
                 Err(e)
                     if matches!(
                         e.kind(),
                         io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut
                     ) => {}
-                Err(e) => return Err(NetError::from_read(e, "while talking")),
+                // We already said goodbye; how the socket ends is moot.
+                Err(_) if self.shared.ended.get() => return Ok(None),
+                Err(e) => return Err(NetError::from_read(e, "while talking").into()),
             }
         }
     }
 
     /// After handling everything that arrived in one read: acknowledge the
-    /// messages completed since the last receipt, in one record, and finish
+    /// messages delivered since the last receipt, in one record, and finish
     /// the session if both sides are done.
-    fn after_batch(&mut self) -> Result<(), NetError> {
-        let complete = self.recv.last_complete();
+    fn after_batch(&mut self) {
+        let delivered = self.delivered;
         let mut w = self.shared.writer();
-        if complete > self.receipted && !w.ended.get() {
+        if delivered > self.receipted && !w.ended.get() {
             // Only a session limit can refuse this, and it ends the session.
-            let _ = w.seal(|send, buf| send.receipt(complete, buf));
-            self.receipted = complete;
+            let _ = w.seal(|send, buf| send.receipt(delivered, buf));
+            self.receipted = delivered;
         }
         w.receiving = self.recv.in_message().is_some();
-        w.receipts_owed = self.receipted < complete;
+        w.receipts_owed = self.receipted < self.recv.last_complete();
         w.peer_done = self.recv.peer_done();
         if !w.ended.get() && w.finished() {
             w.close(CloseReason::Goodbye);
         }
         self.shared.send_from_reader(w);
-        Ok(())
     }
 }
 
-/// Hands one event to the handler. Returns the peer's close reason when the
-/// session is over.
-fn handle(
-    shared: &Shared,
-    handler: &mut impl Handler,
-    event: Event<'_>,
-) -> Result<Option<CloseReason>, NetError> {
-    let local = |e: io::Error| {
-        NetError::Io(io::Error::new(
-            e.kind(),
-            format!("delivering a message: {e}"),
-        ))
-    };
+/// What one record meant for the reader.
+enum Handled {
+    /// Nothing that changes the reader's course.
+    Continue,
+    /// The handler took this message whole: it may be acknowledged.
+    Delivered(u64),
+    /// The peer closed the session.
+    Closed(CloseReason),
+}
+
+/// Hands one event to the handler.
+fn handle(shared: &Shared, handler: &mut impl Handler, event: Event<'_>) -> Result<Handled, Halt> {
+    let failed =
+        |id: u64| move |error: io::Error| Halt::Undeliverable(DeliveryFailure { id, error });
     match event {
-        Event::MessageStart { id, length } => handler.message_start(id, length).map_err(local)?,
-        Event::MessageData { id, data } => handler.message_data(id, data).map_err(local)?,
+        Event::MessageStart { id, length } => {
+            handler.message_start(id, length).map_err(failed(id))?
+        }
+        Event::MessageData { id, data } => handler.message_data(id, data).map_err(failed(id))?,
         Event::MessageEnd { id, data } => {
             if !data.is_empty() {
-                handler.message_data(id, data).map_err(local)?;
+                handler.message_data(id, data).map_err(failed(id))?;
             }
-            handler.message_end(id).map_err(local)?;
+            handler.message_end(id).map_err(failed(id))?;
+            return Ok(Handled::Delivered(id));
         }
         Event::Receipt { ids } => {
             handler.delivered(ids);
@@ -909,8 +1056,8 @@ fn handle(
         Event::Done => handler.peer_done(),
         Event::Close { reason, .. } => {
             shared.ended.set();
-            return Ok(Some(reason));
+            return Ok(Handled::Closed(reason));
         }
     }
-    Ok(None)
+    Ok(Handled::Continue)
 }

@@ -1,12 +1,16 @@
 //! Helpers shared by the integration tests: temporary homes and running the binary.
 #![allow(dead_code)] // Each test crate uses its own subset.
 
+pub mod hostile;
 pub mod mitm;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
+/// The message [`TestHome::run`] gives `chat send` on standard input.
+pub const MESSAGE: &str = "hello from the test\n";
 
 /// The repository's fixed test keys.
 pub fn fixture_key(name: &str) -> PathBuf {
@@ -58,9 +62,32 @@ impl TestHome {
         command
     }
 
-    /// Runs `chat --home HOME ARGS...`.
+    /// Runs `chat --home HOME ARGS...` with one line, [`MESSAGE`], on
+    /// standard input: the message for `chat send` (which refuses an empty
+    /// one). The other commands run here do not read it.
     pub fn run(&self, args: &[&str]) -> Outcome {
-        Outcome::of(self.chat().args(args).output().expect("run chat"))
+        self.run_with_input(args, MESSAGE.as_bytes())
+    }
+
+    /// Runs `chat --home HOME ARGS...` with `input` on standard input.
+    pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Outcome {
+        let mut child = self
+            .chat()
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run chat");
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = input.to_vec();
+        // A chat that exits without reading all of it closes the pipe.
+        let writer = std::thread::spawn(move || {
+            let _ = std::io::Write::write_all(&mut stdin, &input);
+        });
+        let output = child.wait_with_output().expect("run chat");
+        writer.join().unwrap();
+        Outcome::of(output)
     }
 
     /// Runs `chat` with this home mounted read-only (a private mount namespace
@@ -217,6 +244,23 @@ impl Running {
             stdout,
             stderr,
             readers: vec![out_reader, err_reader],
+        }
+    }
+
+    /// As [`spawn`](Self::spawn), with standard output going to `stdout`
+    /// (a file, a pipe the test holds), not collected.
+    pub fn spawn_with_stdout(mut command: Command, stdout: Stdio) -> Self {
+        let mut child = command
+            .stdout(stdout)
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start chat");
+        let (stderr, err_reader) = collect(child.stderr.take().unwrap());
+        Self {
+            child,
+            stdout: std::sync::Arc::default(),
+            stderr,
+            readers: vec![err_reader],
         }
     }
 
