@@ -7,6 +7,7 @@ pub mod output;
 mod peer;
 mod peers;
 pub mod progress;
+mod receive;
 mod repl;
 mod send;
 mod serve;

@@ -19,6 +19,7 @@ use crate::sanitize;
 use crate::wire::handshake::is_valid_nickname;
 
 /// Everything a conversation needs from our side.
+#[derive(Clone)]
 pub(super) struct Me {
     pub identity: Arc<PrivateKey>,
     pub nickname: String,
@@ -153,6 +154,22 @@ pub(super) fn trust_peer(
         Some(note) => format!("{note} It is now verified ({}).", path.display()),
         None => done,
     })
+}
+
+/// `/fingerprint` and `/trust` for the REPL.
+pub(super) struct PeerCommands {
+    pub home: Home,
+    pub me: Me,
+}
+
+impl super::repl::Commands for PeerCommands {
+    fn fingerprint(&self, view: &Arc<Mutex<PeerView>>) -> Vec<String> {
+        fingerprint_lines(&view.lock().unwrap_or_else(|p| p.into_inner()), &self.me)
+    }
+
+    fn trust(&self, view: &Arc<Mutex<PeerView>>, name: Option<&str>) -> Result<String, String> {
+        trust_peer(&self.home, view, name).map_err(|e| e.to_string())
+    }
 }
 
 /// Turns how a conversation ended into the program's result.
