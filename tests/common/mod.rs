@@ -2,6 +2,7 @@
 #![allow(dead_code)] // Each test crate uses its own subset.
 
 pub mod mitm;
+pub mod pty;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

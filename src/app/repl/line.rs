@@ -239,7 +239,7 @@ impl Line {
     /// `budget` columns around the cursor; returns the row and the column
     /// the cursor is in.
     pub fn render(&self, prompt: &str, budget: usize) -> (String, usize) {
-        let prompt = screen::truncate(prompt, budget / 2);
+        let prompt = screen::fit_prompt(prompt, budget);
         let prompt_width = screen::width(&prompt);
         let room = budget - prompt_width;
         let cells: Vec<String> = self.text.iter().map(|&c| shown(c)).collect();

@@ -121,6 +121,29 @@ pub fn truncate(text: &str, max: usize) -> String {
     out
 }
 
+/// A prompt cut to fit a row of `budget` columns with room left to type:
+/// at most two thirds of the row, keeping its end (where the trust marker
+/// is), with an ellipsis before it if anything was cut.
+pub fn fit_prompt(prompt: &str, budget: usize) -> String {
+    let max = budget * 2 / 3;
+    if width(prompt) <= max {
+        return prompt.to_string();
+    }
+    let mut kept = Vec::new();
+    let mut used = 1;
+    for c in prompt.chars().rev() {
+        let w = char_width(c);
+        if used + w > max {
+            break;
+        }
+        kept.push(c);
+        used += w;
+    }
+    std::iter::once('\u{2026}')
+        .chain(kept.into_iter().rev())
+        .collect()
+}
+
 /// The peer's name as shown: its pinned local name, or its escaped nickname.
 pub fn name(view: &PeerView) -> String {
     match &view.standing {
@@ -233,7 +256,7 @@ pub fn notice_rows(text: &str, terminal_width: usize) -> Vec<String> {
 /// text, with further rows under `... `.
 pub fn echo_rows(prompt: &str, text: &str, terminal_width: usize) -> Vec<String> {
     let budget = budget(terminal_width);
-    let prompt = truncate(prompt, budget / 2);
+    let prompt = fit_prompt(prompt, budget);
     let shown = sanitize::for_display(text.as_bytes());
     let mut rows = Vec::new();
     for (i, line) in shown.split('\n').enumerate() {
@@ -352,6 +375,15 @@ mod tests {
         let rows = notice_rows(&"word ".repeat(30), 40);
         assert!(rows[1].starts_with("  word"), "{rows:?}");
         assert_fits(&rows, 40);
+    }
+
+    #[test]
+    fn a_long_prompt_keeps_its_end() {
+        assert_eq!(fit_prompt("bob> ", 79), "bob> ");
+        assert_eq!(
+            fit_prompt(&format!("{} (unverified)> ", "x".repeat(60)), 30),
+            format!("\u{2026}{} (unverified)> ", "x".repeat(4))
+        );
     }
 
     #[test]
