@@ -351,10 +351,10 @@ fn a_hostile_peer_cannot_pass_its_text_for_chats_own() {
         bob.soft_wrapped_rows()
     );
     // The prompt names the peer as unverified, its nickname escaped.
-    assert_eq!(
-        bob.cursor_row(),
-        "alice \\u{2713}\\u{5d} hi \\u{5b}x (unverified)>"
-    );
+    let prompt = "alice \\u{2713}\\u{5d} hi \\u{5b}x (unverified)>";
+    bob.wait_until("the prompt", |pty| {
+        (pty.cursor_row() == prompt).then_some(())
+    });
     drop(conversation);
 }
 
