@@ -138,7 +138,9 @@ fn a_conversation_on_two_terminals() {
         ["[ada \u{2713}] one", "\u{2502} two"]
     );
 
-    // Ada leaves; Bob's prompt is woken and the program ends cleanly.
+    // Ada leaves once all she sent is delivered; Bob's prompt is woken and
+    // the program ends cleanly.
+    ada.wait_for("delivered (#3)");
     ada.line("/quit");
     ada.wait_for("You left the conversation with bob.");
     bob.wait_for("ada left the conversation.");
