@@ -221,17 +221,14 @@ impl Dispatcher {
             let summary = conversation.wait();
             drop(slot);
             let result = conclude(&summary);
-            if let Err(error) = &result {
-                say(format!("chat: {error}"));
-            }
-            if self.once {
+            if self.once || self.repl.is_quitting() {
+                // The program ends with this result (and prints its error).
                 let _ = self.results.send(result);
                 self.repl.finish();
                 return;
             }
-            if self.repl.is_quitting() {
-                let _ = self.results.send(result);
-                return;
+            if let Err(error) = &result {
+                say(format!("chat: {error}"));
             }
             say("Waiting for the next peer.".into());
         }

@@ -57,6 +57,9 @@ impl Line {
                 Edit::Changed
             }
             Key::Paste(text) => {
+                // Copying whole lines takes the last line break too: Enter
+                // sends, not the paste.
+                let text = text.strip_suffix('\n').unwrap_or(&text);
                 let chars: Vec<char> = text.chars().collect();
                 self.insert(&chars);
                 Edit::Changed

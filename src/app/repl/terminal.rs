@@ -129,7 +129,12 @@ pub enum Event {
 struct Signals {
     resized: AtomicBool,
     stop: Arc<AtomicBool>,
+    /// The keyboard is gone: signals take their default action again.
+    released: Arc<AtomicBool>,
 }
+
+/// A signal action that stays registered until the process ends.
+fn registered_for_life(_id: SigId) {}
 
 /// Reads keys from standard input.
 pub struct Keyboard {
@@ -164,6 +169,12 @@ impl Keyboard {
             waker.try_clone()?,
         )?);
         for signal in [SIGTERM, SIGHUP, SIGINT] {
+            // Once the keyboard is dropped, the signal does what it did
+            // before (ends the process).
+            registered_for_life(signal_hook::flag::register_conditional_default(
+                signal,
+                Arc::clone(&signals.released),
+            )?);
             registered.push(signal_hook::flag::register_conditional_shutdown(
                 signal,
                 1,
@@ -288,6 +299,7 @@ fn read_fd(fd: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
 
 impl Drop for Keyboard {
     fn drop(&mut self) {
+        self.signals.released.store(true, Ordering::SeqCst);
         for id in self.registered.drain(..) {
             signal_hook::low_level::unregister(id);
         }
