@@ -128,6 +128,7 @@ mod tests {
             address: None,
             standing: Standing::Unverified,
             pinned_now: false,
+            note: None,
         }))
     }
 
