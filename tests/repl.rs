@@ -312,6 +312,32 @@ fn pasted_lines_all_arrive_in_order() {
     assert_eq!(messages[200], "one\ntwo\nthree");
 }
 
+/// What is typed straight after the answer to the first-contact question
+/// (`yes`, then a message, in one go) is not lost between the question and
+/// the REPL.
+#[test]
+fn typing_ahead_of_the_first_contact_question_loses_nothing() {
+    let bob_home = TestHome::with_identity("responder");
+    let ada_home = TestHome::with_identity("initiator");
+    let mut command = common::serve_command(&bob_home, &["--once", "--accept-new", "--json"]);
+    command.stdin(Stdio::piped());
+    let mut bob = Running::spawn(command);
+    let bob_input = bob.stdin();
+    let port = bob.port();
+    let mut ada = Pty::chat(
+        &ada_home,
+        &["connect", &format!("127.0.0.1:{port}"), "--name", "ada"],
+    );
+    ada.wait_for("continue? (yes/no/paste fingerprint)");
+    ada.send(b"yes\rtyped ahead\r");
+    ada.wait_for("delivered (#1)");
+    ada.line("/quit");
+    assert_eq!(ada.exit_code(), 0);
+    drop(bob_input);
+    let outcome = bob.finish(secs(20));
+    assert_eq!(json_messages_of(&outcome.stdout), ["typed ahead"]);
+}
+
 fn json_messages_of(stdout: &str) -> Vec<String> {
     stdout
         .lines()
