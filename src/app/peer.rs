@@ -99,10 +99,13 @@ pub(super) fn describe_peer(view: &PeerView, address: Option<&str>) -> Vec<Strin
             ));
         }
         Standing::Unverified => {
+            // "NOT VERIFIED" on a line of its own, so that an 80-column
+            // terminal never breaks it in two.
             lines.push(format!(
-                "Connected to a peer{place} that calls itself {:?}. Its key is NOT VERIFIED:",
+                "Connected to a peer{place} that calls itself {:?}.",
                 sanitize::one_line(&view.nickname)
             ));
+            lines.push("Its key is NOT VERIFIED:".into());
             lines.push(format!("    {fingerprint}"));
             lines.push(
                 "Compare it (or the safety number that /fingerprint shows) with the peer over another \
