@@ -97,9 +97,13 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0 picks a free one)
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7777")]
     pub listen: std::net::SocketAddr,
-    /// Exit after the first conversation
+    /// Exit after the first conversation (peers refused by the trust policy don't count)
     #[arg(long)]
     pub once: bool,
+    /// Largest message shown in full on the terminal; a larger one shows its
+    /// first lines and is kept for /save (suffixes K, M, G)
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+    pub screen_limit: u64,
     /// Options shared with connect and send.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -111,6 +115,10 @@ pub struct ConnectArgs {
     /// The peer: HOST or HOST:PORT (default port 7777; IPv6 as [::1]:7777)
     #[arg(value_name = "HOST[:PORT]", value_parser = parse_peer_address)]
     pub address: Address,
+    /// Largest message shown in full on the terminal; a larger one shows its
+    /// first lines and is kept for /save (suffixes K, M, G)
+    #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
+    pub screen_limit: u64,
     /// Options shared with serve and send.
     #[command(flatten)]
     pub common: CommonArgs,

@@ -279,8 +279,9 @@ fn a_changed_key_is_refused_by_the_connecting_side() {
 }
 
 /// The serving side has pinned ada; someone else claims to be ada. The
-/// server refuses with the banner and its own exit code, delivers nothing,
-/// and changes no file; the client is told it is not trusted.
+/// server refuses it with the banner, delivers nothing and changes no file;
+/// the client is told it is not trusted. The refusal is not a conversation:
+/// `--once` still waits for one, and the real ada has it.
 #[test]
 fn a_changed_key_is_refused_by_the_serving_side() {
     let bob = TestHome::with_identity("responder");
@@ -294,21 +295,35 @@ fn a_changed_key_is_refused_by_the_serving_side() {
     let client = mallory.run(&["send", &target, "--accept-new", "--name", "ada"]);
     let mallory_store = Unchanged::watch(mallory.file("known_peers.toml"));
     client.fails(4, &["does not trust our key"]);
-    let server = server.finish(secs(20));
-    server.fails(
-        5,
-        &[
-            "WARNING: SOMEONE CLAIMS TO BE A PINNED PEER!",
-            "Someone claiming to be \"ada\" presented a different key.",
-            "someone claiming to be \"ada\" presented a different key",
-            &format!("Presented key: {}", fingerprint_of("transient")),
-            &format!("chat --home {} peers forget ada", bob.path().display()),
-        ],
+    // The one-line error comes after the banner.
+    let warned = server.wait_for_stderr(
+        "chat: someone claiming to be \"ada\" presented a different key",
+        secs(20),
     );
-    assert_eq!(server.stdout, "", "a message was delivered");
+    for needle in [
+        "WARNING: SOMEONE CLAIMS TO BE A PINNED PEER!",
+        "Someone claiming to be \"ada\" presented a different key.",
+        &format!("Presented key: {}", fingerprint_of("transient")),
+        &format!("chat --home {} peers forget ada", bob.path().display()),
+    ] {
+        assert!(warned.contains(needle), "no {needle:?} in {warned}");
+    }
+    assert!(server.stdout().is_empty(), "a message was delivered");
     bob_store.check();
     // The client pinned bob on first contact; refusing it changes nothing more.
     mallory_store.check();
+
+    let ada = TestHome::with_identity("initiator");
+    let mut send = ada.chat();
+    send.args(["send", &target, "--accept-new", "--name", "ada"])
+        .stdin(Stdio::piped());
+    let mut sender = Running::spawn(send);
+    sender.stdin().write_all(b"the real ada").unwrap();
+    assert_eq!(sender.finish(secs(20)).code, Some(0));
+    let server = server.finish(secs(20));
+    assert_eq!(server.code, Some(0), "{server:#?}");
+    assert_eq!(server.stdout, "the real ada\n");
+    bob_store.check();
 }
 
 #[test]
@@ -324,14 +339,58 @@ fn an_unknown_peer_without_a_terminal_is_refused() {
     assert!(!ada.file("known_peers.toml").exists());
     drop(server);
 
-    // The serving side refuses an unknown client the same way.
+    // The serving side refuses an unknown client the same way, and keeps
+    // waiting for one it may talk to.
     let server = serve(&bob, &[], Stdio::null());
     let target = address(&server);
     ada.run(&["send", &target, "--accept-new"])
         .fails(4, &["does not trust our key"]);
-    let server = server.finish(secs(20));
-    server.fails(4, &[&fingerprint_of("initiator"), "--accept-new"]);
-    assert_eq!(server.stdout, "");
+    let said = server.wait_for_stderr("--accept-new", secs(20));
+    assert!(said.contains(&fingerprint_of("initiator")), "{said}");
+    assert!(server.stdout().is_empty());
+}
+
+/// Issue 11, item 10: `serve --once --strict` and `serve --once --expect`
+/// refuse a stranger and keep waiting: the refused attempt does not use up
+/// `--once`, the expected peer still gets its conversation.
+#[test]
+fn serve_once_outlasts_refused_strangers() {
+    let ada = TestHome::with_identity("initiator");
+    let carol = TestHome::with_identity("transient");
+    let strict = TestHome::with_identity("responder");
+    strict
+        .run(&["peers", "add", "ada", &fingerprint_of("initiator")])
+        .ok();
+    let expecting = TestHome::with_identity("responder");
+    let expect = fingerprint_of("initiator");
+    for (bob, mode) in [
+        (&strict, &["--strict"][..]),
+        (&expecting, &["--expect", &expect][..]),
+    ] {
+        let server = serve(bob, mode, Stdio::null());
+        let target = address(&server);
+        for _ in 0..2 {
+            carol
+                .run(&["send", &target, "--accept-new", "--name", "carol"])
+                .fails(4, &["does not trust our key"]);
+        }
+        let mut send = ada.chat();
+        send.args(["send", &target, "--accept-new", "--name", "ada"])
+            .stdin(Stdio::piped());
+        let mut sender = Running::spawn(send);
+        sender.stdin().write_all(b"from ada").unwrap();
+        let sent = sender.finish(secs(20));
+        assert_eq!(sent.code, Some(0), "{mode:?}: {sent:#?}");
+        let server = server.finish(secs(20));
+        assert_eq!(server.code, Some(0), "{mode:?}: {server:#?}");
+        assert_eq!(server.stdout, "from ada\n");
+        assert_eq!(
+            server.stderr.matches("chat: ").count(),
+            2,
+            "{}",
+            server.stderr
+        );
+    }
 }
 
 #[test]

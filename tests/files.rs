@@ -6,10 +6,9 @@ mod common;
 
 use std::fs;
 use std::process::{Command, Stdio};
-use std::time::Duration;
 
+use common::pty::Pty;
 use common::{TestHome, Unchanged, fingerprint_of};
-use expectrl::{Expect, Regex, Session};
 
 #[test]
 fn a_bad_config_file_is_reported_and_kept() {
@@ -68,11 +67,7 @@ fn a_missing_passphrase_file_is_reported() {
 /// Runs `chat --home HOME ARGS` on a pseudo-terminal inside a private mount
 /// namespace prepared by `prepare` (a shell snippet where `$H` is the home),
 /// then prints the SHA-256 of `known_peers.toml` as the namespace saw it.
-fn in_namespace(
-    home: &TestHome,
-    prepare: &str,
-    args: &[&str],
-) -> Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream> {
+fn in_namespace(home: &TestHome, prepare: &str, args: &[&str]) -> Pty {
     let script = format!(
         r#"H="$1"; shift; {prepare} || exit 99; "$@"; echo "chat exited $?"; echo "sha256 $(sha256sum "$H/known_peers.toml" | cut -c1-64)"; sleep 1"#
     );
@@ -86,36 +81,20 @@ fn in_namespace(
         .args(args)
         .env_remove("CHAT_HOME")
         .env("TERM", "xterm-256color");
-    let mut session = Session::spawn(command).expect("unshare (util-linux) and a pty");
-    session.set_expect_timeout(Some(Duration::from_secs(20)));
-    session
-}
-
-/// Waits for `needle`; on failure shows everything printed until then.
-#[track_caller]
-fn expect(
-    session: &mut Session<expectrl::process::unix::UnixProcess, expectrl::process::unix::PtyStream>,
-    needle: &str,
-) {
-    if let Err(e) = session.expect(needle) {
-        let mut rest = Vec::new();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = session.try_read(&mut buf) {
-            if n == 0 {
-                break;
-            }
-            rest.extend_from_slice(&buf[..n]);
-        }
-        panic!(
-            "no {needle:?} ({e}); the terminal showed: {}",
-            String::from_utf8_lossy(&rest)
-        );
-    }
+    Pty::spawn(command, 2000)
 }
 
 fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;
     hex::encode(sha2::Sha256::digest(bytes))
+}
+
+/// Waits until the cursor's row (the prompt) reads `row`.
+#[track_caller]
+fn wait_prompt(pty: &mut Pty, row: &str) {
+    pty.wait_until(&format!("the prompt row {row:?}"), |pty| {
+        (pty.cursor_row() == row.trim_end()).then_some(())
+    });
 }
 
 /// `/trust` on a home that cannot take the write: an error, the prompt
@@ -135,19 +114,20 @@ fn trust_fails_cleanly(prepare: &str, expected_error: &str) {
         &["connect", &format!("127.0.0.1:{port}"), "--name", "ada"],
     );
     // An unknown key: asked before we reveal ourselves.
-    expect(&mut repl, "continue? (yes/no/paste fingerprint)");
-    repl.send("yes\r").unwrap();
-    expect(&mut repl, "NOT VERIFIED");
-    expect(&mut repl, "bob (unverified)> ");
-    for c in "/trust\r".chars() {
-        repl.send(c.to_string()).unwrap();
-        std::thread::sleep(Duration::from_millis(2));
-    }
-    expect(&mut repl, expected_error);
-    expect(&mut repl, "bob (unverified)> ");
-    repl.send("/quit\r").unwrap();
-    let found = repl.expect(Regex("sha256 ([0-9a-f]{64})")).unwrap();
-    let seen = String::from_utf8_lossy(found.get(1).unwrap()).into_owned();
+    repl.wait_for("continue? (yes/no/paste fingerprint)");
+    repl.line("yes");
+    repl.wait_for("NOT VERIFIED");
+    wait_prompt(&mut repl, "bob (unverified)> ");
+    repl.line("/trust");
+    repl.wait_for(expected_error);
+    wait_prompt(&mut repl, "bob (unverified)> ");
+    repl.line("/quit");
+    let seen = repl.wait_until("the hash of known_peers.toml", |pty| {
+        pty.history().iter().find_map(|row| {
+            let hex = row.strip_prefix("sha256 ")?;
+            (hex.len() == 64).then(|| hex.to_string())
+        })
+    });
     assert_eq!(
         seen,
         sha256_hex(&before),

@@ -8,12 +8,12 @@ use std::time::{Duration, Instant};
 
 use super::Context;
 use super::batch::batch;
-use super::peer::{Me, conclude, describe_peer, fingerprint_lines, interactive, trust_peer};
+use super::peer::{Me, PeerCommands, conclude, describe_peer, interactive};
+use super::repl;
 use super::trust_policy::{self, Answer, PeerView, Policy};
 use crate::address::Address;
 use crate::cli::{CommonArgs, ConnectArgs};
 use crate::error::Error;
-use crate::home::Home;
 use crate::net::{self, Connected, Decision, NetError};
 use crate::protocol::{CloseReason, ProtocolError};
 use crate::trust::KnownPeers;
@@ -28,51 +28,46 @@ pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error
     let (connected, view) = dial(context, &me, &args.address, &args.common, interactive)?;
     let view = Arc::new(Mutex::new(view));
     if interactive {
-        converse(context, &me, connected, view, args.common.max_message, None)
+        let settings = repl::Settings {
+            max_message: args.common.max_message,
+            screen_limit: args.screen_limit,
+        };
+        converse(context, &me, connected, view, settings)
     } else {
         batch(context, &me, connected, view, &args.common, None)
     }
 }
 
-/// The `/fingerprint` and `/trust` commands for the REPL.
-struct ReplCommands<'a> {
-    home: &'a Home,
-    me: &'a Me,
-    view: Arc<Mutex<PeerView>>,
-}
-
-impl super::repl::Commands for ReplCommands<'_> {
-    fn fingerprint(&self) -> Vec<String> {
-        fingerprint_lines(&self.view.lock().expect("peer view"), self.me)
-    }
-
-    fn trust(&self, name: Option<&str>) -> Result<String, String> {
-        trust_peer(self.home, &self.view, name).map_err(|e| e.to_string())
-    }
-}
-
-/// An interactive conversation in the REPL.
+/// An interactive conversation in the REPL, which ends with it.
 pub(super) fn converse(
     context: &Context,
     me: &Me,
     connected: Connected,
     view: Arc<Mutex<PeerView>>,
-    max_message: u64,
-    address: Option<String>,
+    settings: repl::Settings,
 ) -> Result<(), Error> {
     let intro = {
         let view = view.lock().expect("peer view");
-        let address = address.or_else(|| view.address.as_ref().map(ToString::to_string));
+        let address = view.address.as_ref().map(ToString::to_string);
         describe_peer(&view, address.as_deref())
     };
-    let commands = ReplCommands {
-        home: &context.home,
-        me,
-        view: Arc::clone(&view),
+    let commands = PeerCommands {
+        home: context.home.clone(),
+        me: me.clone(),
     };
-    let summary = super::repl::run(connected, view, max_message, &commands, intro)
-        .map_err(Error::io("running the conversation on the terminal"))?;
-    conclude(&summary)
+    let on_terminal = |e| Error::io("running the conversation on the terminal")(e);
+    let (repl, mut terminal) =
+        repl::Repl::start(Box::new(commands), settings).map_err(on_terminal)?;
+    let conversation = repl.open(connected, view, intro).map_err(on_terminal)?;
+    let run = repl.run(&mut terminal, repl::Mode::UntilLastEnds);
+    drop(terminal);
+    if let Err(e) = run {
+        // The terminal is gone: leave the peer cleanly all the same.
+        conversation.sender().close(CloseReason::Goodbye);
+        conversation.wait();
+        return Err(on_terminal(e));
+    }
+    conclude(&conversation.wait())
 }
 
 /// Dials, shakes hands and judges the responder before revealing ourselves.

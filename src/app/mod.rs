@@ -8,6 +8,7 @@ mod peer;
 mod peers;
 pub mod progress;
 mod relay;
+mod receive;
 mod repl;
 mod send;
 mod serve;

@@ -19,6 +19,7 @@ use crate::sanitize;
 use crate::wire::handshake::is_valid_nickname;
 
 /// Everything a conversation needs from our side.
+#[derive(Clone)]
 pub(super) struct Me {
     pub identity: Arc<PrivateKey>,
     pub nickname: String,
@@ -103,10 +104,13 @@ pub(super) fn describe_peer(view: &PeerView, address: Option<&str>) -> Vec<Strin
             ));
         }
         Standing::Unverified => {
+            // "NOT VERIFIED" on a line of its own, so that an 80-column
+            // terminal never breaks it in two.
             lines.push(format!(
-                "Connected to a peer{place} that calls itself {:?}. Its key is NOT VERIFIED:",
+                "Connected to a peer{place} that calls itself {:?}.",
                 sanitize::one_line(&view.nickname)
             ));
+            lines.push("Its key is NOT VERIFIED:".into());
             lines.push(format!("    {fingerprint}"));
             lines.push(
                 "Compare it (or the safety number that /fingerprint shows) with the peer over another \
@@ -158,6 +162,22 @@ pub(super) fn trust_peer(
         Some(note) => format!("{note} It is now verified ({}).", path.display()),
         None => done,
     })
+}
+
+/// `/fingerprint` and `/trust` for the REPL.
+pub(super) struct PeerCommands {
+    pub home: Home,
+    pub me: Me,
+}
+
+impl super::repl::Commands for PeerCommands {
+    fn fingerprint(&self, view: &Arc<Mutex<PeerView>>) -> Vec<String> {
+        fingerprint_lines(&view.lock().unwrap_or_else(|p| p.into_inner()), &self.me)
+    }
+
+    fn trust(&self, view: &Arc<Mutex<PeerView>>, name: Option<&str>) -> Result<String, String> {
+        trust_peer(&self.home, view, name).map_err(|e| e.to_string())
+    }
 }
 
 /// Turns how a conversation ended into the program's result, by the

@@ -3,6 +3,7 @@
 
 pub mod hostile;
 pub mod mitm;
+pub mod pty;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

@@ -1,0 +1,714 @@
+//! The interactive REPL: one for the life of `chat serve` or `chat connect`
+//! on a terminal, with conversations coming and going.
+//!
+//! - [`keys`]: the keyboard's bytes as keys, none lost;
+//! - [`line`]: the line being typed, its history and its one-row drawing;
+//! - [`terminal`]: raw mode, reading keys, printing above the prompt;
+//! - [`screen`]: peer text and notices as rows (labels, continuation
+//!   marker, wrapping to the terminal's width);
+//! - [`conversations`]: the open conversations and where lines go;
+//! - [`incoming`]: a conversation's events on the screen;
+//! - [`throttle`]: the listener's log lines, rate-limited.
+//!
+//! This file holds the loop and the commands. One thread reads the
+//! keyboard and runs commands; conversations' reader threads print through
+//! the same lock ([`Shared`]), so messages appear above the prompt and the
+//! half-typed line survives.
+
+mod conversations;
+mod incoming;
+mod keys;
+mod line;
+mod screen;
+mod terminal;
+mod throttle;
+
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use self::conversations::{Addressee, Conversations, Id};
+use self::incoming::Incoming;
+use self::keys::Key;
+use self::line::Edit;
+use self::terminal::{Event, Keyboard, RawMode, Screen, Waker};
+use self::throttle::Throttle;
+use super::receive::{self, Spool};
+use super::trust_policy::PeerView;
+use crate::net::Connected;
+use crate::net::conversation::{Conversation, Ending, Sender, Summary};
+use crate::net::server;
+use crate::protocol::CloseReason;
+use crate::sanitize;
+
+/// What the REPL asks of the program around it, for the peer `view`.
+pub trait Commands: Send + Sync {
+    /// The lines `/fingerprint` prints.
+    fn fingerprint(&self, view: &Arc<Mutex<PeerView>>) -> Vec<String>;
+    /// Pins the peer's key (`/trust [NAME]`); the line to print.
+    fn trust(&self, view: &Arc<Mutex<PeerView>>, name: Option<&str>) -> Result<String, String>;
+}
+
+/// Limits chosen on the command line.
+#[derive(Debug, Clone, Copy)]
+pub struct Settings {
+    /// Largest message accepted from a peer.
+    pub max_message: u64,
+    /// Largest message shown in full; larger ones are kept for `/save`.
+    pub screen_limit: u64,
+}
+
+/// When [`Repl::run`] returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Once no conversation is open (`chat connect`).
+    UntilLastEnds,
+    /// Only when the user leaves or [`Repl::finish`] is called (`chat serve`).
+    Persistent,
+}
+
+/// Why [`Repl::run`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// The last conversation ended ([`Mode::UntilLastEnds`]).
+    Ended,
+    /// The user left (`/quit`, Ctrl-D, a signal); this many conversations
+    /// were open and have been closed.
+    Quit { closed: usize },
+    /// [`Repl::finish`] was called.
+    Finished,
+}
+
+const HELP: &str = "\
+Type a message and press Enter to send it. Commands:
+  /help              this help
+  /fingerprint       both keys' fingerprints and the safety number to compare with the peer
+  /trust [NAME]      pin the peer's key (as NAME, default its nickname): it becomes verified
+  /paste             write a multi-line message; end it with a line holding only a dot
+  /save PATH         write the last message too large for the screen to a new file
+  /leave             end this conversation (chat serve keeps waiting for the next peer)
+  /quit              leave chat (Ctrl-D on an empty line does the same; Ctrl-C clears the line)
+A line ending in \\ continues on the next line; a paste of several lines is one message.
+Start a message with // to send a leading /. Rows from the peer start with its label,
+such as [bob \u{2713}] or [bob ?] (not verified), or with \u{2502}; chat's own lines never do.";
+
+/// A message of several lines being put together.
+struct Draft {
+    addressee: Addressee,
+    kind: DraftKind,
+    lines: Vec<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum DraftKind {
+    /// Lines ending in `\`.
+    Continued,
+    /// `/paste`, until a line holding only `.`.
+    Paste,
+}
+
+/// The last message that was too large for the screen, for `/save`.
+pub struct Kept {
+    id: u64,
+    from: String,
+    spool: Spool,
+}
+
+/// Everything behind the REPL's lock.
+struct Ui {
+    screen: Screen,
+    conversations: Conversations,
+    /// Whom the line being typed is for (set when typing begins).
+    addressee: Option<Addressee>,
+    draft: Option<Draft>,
+    kept: Option<Arc<Kept>>,
+}
+
+impl Ui {
+    /// The prompt for what is being typed now.
+    fn prompt(&self) -> String {
+        if let Some(draft) = &self.draft {
+            return match draft.kind {
+                DraftKind::Continued => "... ".into(),
+                DraftKind::Paste => "paste> ".into(),
+            };
+        }
+        let addressee = self
+            .addressee
+            .clone()
+            .unwrap_or_else(|| self.conversations.addressee());
+        match addressee {
+            Addressee::NoOne => "(no one connected)> ".into(),
+            Addressee::Conversation(id) => match self.conversations.get(id) {
+                Some(entry) => {
+                    screen::prompt(&entry.view.lock().unwrap_or_else(|p| p.into_inner()))
+                }
+                None => "(ended)> ".into(),
+            },
+            Addressee::Ended(name) => format!("{name} (ended)> "),
+        }
+    }
+
+    fn refresh_prompt(&mut self) -> io::Result<()> {
+        let prompt = self.prompt();
+        self.screen.set_prompt(prompt)
+    }
+
+    fn notice(&mut self, text: &str) -> io::Result<()> {
+        let rows = screen::notice_rows(text, self.screen.width());
+        self.screen.print(&rows)
+    }
+}
+
+/// The state the REPL's threads share.
+pub struct Shared {
+    ui: Mutex<Ui>,
+    waker: Waker,
+    /// [`Repl::finish`] was called.
+    finish: AtomicBool,
+    /// The user is leaving: open no more conversations.
+    quitting: AtomicBool,
+    throttle: Mutex<Throttle>,
+    settings: Settings,
+    commands: Box<dyn Commands>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Ui> {
+        self.ui.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prints one of chat's own notices above the prompt.
+    pub fn notice(&self, text: impl AsRef<str>) -> io::Result<()> {
+        self.lock().notice(text.as_ref())
+    }
+
+    /// Prints a peer's text under its label.
+    pub fn peer_text(&self, label: &str, text: &str) -> io::Result<()> {
+        let mut ui = self.lock();
+        let rows = screen::peer_rows(label, text, ui.screen.width());
+        ui.screen.print(&rows)
+    }
+
+    /// Keeps a message that was too large for the screen, for `/save`.
+    fn keep(&self, kept: Kept) {
+        self.lock().kept = Some(Arc::new(kept));
+    }
+
+    /// A conversation's reader has ended: it leaves the registry, and the
+    /// user is told how it ended.
+    fn conversation_ended(&self, id: Id, summary: &Summary) {
+        {
+            let mut ui = self.lock();
+            if let Some(entry) = ui.conversations.remove(id) {
+                let name = entry.name();
+                let ended = Addressee::Ended(name.clone());
+                if ui.addressee == Some(Addressee::Conversation(id)) {
+                    ui.addressee = Some(ended.clone());
+                }
+                if let Some(draft) = &mut ui.draft
+                    && draft.addressee == Addressee::Conversation(id)
+                {
+                    draft.addressee = ended;
+                }
+                let _ = ui.notice(&farewell(&name, summary));
+                let _ = ui.refresh_prompt();
+            }
+        }
+        self.waker.wake();
+    }
+}
+
+/// The REPL: a handle that any thread may use.
+#[derive(Clone)]
+pub struct Repl {
+    shared: Arc<Shared>,
+}
+
+/// The terminal as the REPL holds it: restored when dropped.
+pub struct Terminal {
+    keyboard: Keyboard,
+    _raw: RawMode,
+}
+
+impl Repl {
+    /// Takes over the terminal (raw mode). Nothing is drawn until
+    /// [`Repl::run`]; notices before that print as plain lines.
+    pub fn start(commands: Box<dyn Commands>, settings: Settings) -> io::Result<(Self, Terminal)> {
+        let raw = RawMode::enter()?;
+        let (keyboard, waker) = Keyboard::new()?;
+        let ui = Ui {
+            screen: Screen::new(String::new()),
+            conversations: Conversations::default(),
+            addressee: None,
+            draft: None,
+            kept: None,
+        };
+        let shared = Arc::new(Shared {
+            ui: Mutex::new(ui),
+            waker,
+            finish: AtomicBool::new(false),
+            quitting: AtomicBool::new(false),
+            throttle: Mutex::new(Throttle::new(Instant::now())),
+            settings,
+            commands,
+        });
+        Ok((
+            Self { shared },
+            Terminal {
+                keyboard,
+                _raw: raw,
+            },
+        ))
+    }
+
+    /// Prints one of chat's own notices above the prompt.
+    pub fn notice(&self, text: impl AsRef<str>) {
+        let _ = self.shared.notice(text);
+    }
+
+    /// The listener's log, printed above the prompt and rate-limited.
+    pub fn listener_log(&self) -> server::Log {
+        let shared = Arc::clone(&self.shared);
+        Arc::new(Mutex::new(Box::new(move |line: String| {
+            let (lines, first_held) = {
+                let mut throttle = shared.throttle.lock().unwrap_or_else(|p| p.into_inner());
+                let before = throttle.next_tick();
+                let lines = throttle.line(Instant::now(), sanitize::one_line(&line));
+                (lines, before.is_none() && throttle.next_tick().is_some())
+            };
+            for line in lines {
+                let _ = shared.notice(line);
+            }
+            if first_held {
+                // The loop must wake in time to report what was held back.
+                shared.waker.wake();
+            }
+        })))
+    }
+
+    /// Opens a conversation on the REPL: says who the peer is (`intro`),
+    /// registers it, and starts its threads. The caller waits for its end
+    /// with [`Conversation::wait`].
+    pub fn open(
+        &self,
+        connected: Connected,
+        view: Arc<Mutex<PeerView>>,
+        intro: Vec<String>,
+    ) -> io::Result<Conversation> {
+        if self.shared.quitting.load(Ordering::SeqCst) {
+            connected.close(CloseReason::Goodbye);
+            return Err(io::Error::other("chat is leaving"));
+        }
+        let id = {
+            let mut ui = self.shared.lock();
+            for line in &intro {
+                ui.notice(line)?;
+            }
+            ui.notice("Type /help for commands.")?;
+            let id = ui.conversations.add(Arc::clone(&view));
+            ui.refresh_prompt()?;
+            id
+        };
+        let handler = Incoming::new(id, Arc::clone(&view), Arc::clone(&self.shared));
+        match Conversation::over(connected, self.shared.settings.max_message, handler) {
+            Ok(conversation) => {
+                let mut ui = self.shared.lock();
+                ui.conversations.started(id, conversation.sender());
+                Ok(conversation)
+            }
+            Err(e) => {
+                let mut ui = self.shared.lock();
+                ui.conversations.remove(id);
+                ui.refresh_prompt()?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Whether the user is leaving.
+    pub fn is_quitting(&self) -> bool {
+        self.shared.quitting.load(Ordering::SeqCst)
+    }
+
+    /// Makes [`Repl::run`] return [`Exit::Finished`].
+    pub fn finish(&self) {
+        self.shared.finish.store(true, Ordering::SeqCst);
+        self.shared.waker.wake();
+    }
+
+    /// Reads the keyboard and runs what is typed until `mode` says to stop.
+    pub fn run(&self, terminal: &mut Terminal, mode: Mode) -> io::Result<Exit> {
+        {
+            let mut ui = self.shared.lock();
+            ui.refresh_prompt()?;
+            ui.screen.set_active(true)?;
+        }
+        let mut quit: Option<usize> = None;
+        let result = loop {
+            if self.shared.finish.load(Ordering::SeqCst) {
+                break Ok(Exit::Finished);
+            }
+            if self.shared.lock().conversations.is_empty() {
+                if let Some(closed) = quit {
+                    break Ok(Exit::Quit { closed });
+                }
+                if mode == Mode::UntilLastEnds {
+                    break Ok(Exit::Ended);
+                }
+            }
+            let deadline = self.throttle_tick();
+            let event = match terminal.keyboard.next(deadline) {
+                Ok(event) => event,
+                Err(e) => break Err(e),
+            };
+            let outcome = match event {
+                Event::Key(key) if quit.is_none() => self.key(key),
+                Event::Key(_) | Event::Woken | Event::Timeout => Ok(None),
+                Event::Resized => self.shared.lock().screen.redraw().map(|()| None),
+                Event::Stop | Event::Closed => Ok(Some(Leave)),
+            };
+            match outcome {
+                Ok(Some(Leave)) if quit.is_none() => quit = Some(self.quit()),
+                Ok(_) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        let _ = self.shared.lock().screen.set_active(false);
+        result
+    }
+
+    /// Prints what the throttle held back, if it is time; returns when to
+    /// look again.
+    fn throttle_tick(&self) -> Option<Instant> {
+        let (lines, next) = {
+            let mut throttle = self
+                .shared
+                .throttle
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            (throttle.tick(Instant::now()), throttle.next_tick())
+        };
+        for line in lines {
+            self.notice(line);
+        }
+        next
+    }
+
+    /// Closes every open conversation; returns how many there were.
+    fn quit(&self) -> usize {
+        self.shared.quitting.store(true, Ordering::SeqCst);
+        let ui = self.shared.lock();
+        let mut closed = 0;
+        for entry in ui.conversations.iter() {
+            if let Some(sender) = &entry.sender {
+                sender.close(CloseReason::Goodbye);
+            }
+            closed += 1;
+        }
+        closed
+    }
+
+    /// Handles one key.
+    fn key(&self, key: Key) -> io::Result<Option<Leave>> {
+        let mut ui = self.shared.lock();
+        let was_empty = ui.screen.line.is_empty();
+        match ui.screen.line.apply(key) {
+            Edit::Unchanged => Ok(None),
+            Edit::Changed => {
+                let empty = ui.screen.line.is_empty();
+                if ui.draft.is_none() {
+                    if was_empty && !empty && ui.addressee.is_none() {
+                        ui.addressee = Some(ui.conversations.addressee());
+                    } else if empty {
+                        ui.addressee = None;
+                    }
+                }
+                ui.refresh_prompt()?;
+                ui.screen.redraw()?;
+                Ok(None)
+            }
+            Edit::Submit(text) => {
+                let rows = screen::echo_rows(ui.screen.prompt(), &text, ui.screen.width());
+                let addressee = match &ui.draft {
+                    Some(draft) => draft.addressee.clone(),
+                    None => ui
+                        .addressee
+                        .take()
+                        .unwrap_or_else(|| ui.conversations.addressee()),
+                };
+                ui.screen.print(&rows)?;
+                drop(ui);
+                let leave = self.line(text, addressee)?;
+                self.shared.lock().refresh_prompt()?;
+                Ok(leave)
+            }
+            Edit::Quit => Ok(Some(Leave)),
+            Edit::Interrupted(had_text) => {
+                if ui.draft.take().is_some() {
+                    ui.notice("(message discarded)")?;
+                } else if !had_text {
+                    ui.notice("Ctrl-C clears the line; type /quit or press Ctrl-D to leave.")?;
+                }
+                ui.addressee = None;
+                ui.refresh_prompt()?;
+                ui.screen.redraw()?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// Runs a line the user entered, meant for `addressee`.
+    fn line(&self, text: String, addressee: Addressee) -> io::Result<Option<Leave>> {
+        let draft = self.shared.lock().draft.take();
+        if let Some(mut draft) = draft {
+            match draft.kind {
+                DraftKind::Paste if text == "." => {
+                    if !draft.lines.is_empty() {
+                        self.send(draft.lines.join("\n"), &draft.addressee);
+                    }
+                }
+                DraftKind::Continued if !continues(&text) => {
+                    draft.lines.push(text);
+                    self.send(draft.lines.join("\n"), &draft.addressee);
+                }
+                DraftKind::Continued => {
+                    draft.lines.push(text[..text.len() - 1].to_string());
+                    self.shared.lock().draft = Some(draft);
+                }
+                DraftKind::Paste => {
+                    draft.lines.push(text);
+                    self.shared.lock().draft = Some(draft);
+                }
+            }
+            return Ok(None);
+        }
+        match parse(&text) {
+            Input::Nothing => {}
+            Input::Text(text) if continues(&text) => {
+                self.shared.lock().draft = Some(Draft {
+                    addressee,
+                    kind: DraftKind::Continued,
+                    lines: vec![text[..text.len() - 1].to_string()],
+                });
+            }
+            Input::Text(text) => self.send(text, &addressee),
+            Input::Paste => {
+                self.shared.lock().draft = Some(Draft {
+                    addressee,
+                    kind: DraftKind::Paste,
+                    lines: Vec::new(),
+                });
+            }
+            Input::Help => self.notice(HELP),
+            Input::Fingerprint => {
+                if let Some(view) = self.view_of(&addressee) {
+                    self.notice(self.shared.commands.fingerprint(&view).join("\n"));
+                }
+            }
+            Input::Trust(name) => {
+                if let Some(view) = self.view_of(&addressee) {
+                    match self.shared.commands.trust(&view, name.as_deref()) {
+                        Ok(line) => self.notice(line),
+                        Err(e) => self.notice(format!("chat: {e}")),
+                    }
+                }
+            }
+            Input::Save(path) => self.save(path.as_deref()),
+            Input::Leave => {
+                if let Some(sender) = self.sender_of(&addressee) {
+                    sender.close(CloseReason::Goodbye);
+                }
+            }
+            Input::Quit => return Ok(Some(Leave)),
+            Input::Unknown(command) => self.notice(format!(
+                "Unknown command /{}. Type /help; start with // to send a line beginning with /.",
+                sanitize::one_line(&command)
+            )),
+        }
+        Ok(None)
+    }
+
+    /// Why nothing can go to `addressee`, if nothing can.
+    fn unreachable(&self, ui: &Ui, addressee: &Addressee) -> Option<String> {
+        match addressee {
+            Addressee::NoOne if ui.conversations.is_empty() => {
+                Some("not sent: no one is connected".into())
+            }
+            Addressee::NoOne => Some(
+                "not sent: you began this line when no one was connected; type it again".into(),
+            ),
+            Addressee::Ended(name) => {
+                Some(format!("not sent: the conversation with {name} is over"))
+            }
+            Addressee::Conversation(id) => match ui.conversations.get(*id) {
+                Some(entry) if entry.sender.is_some() => None,
+                Some(_) => Some("not sent: the conversation is still starting".into()),
+                None => Some("not sent: that conversation is over".into()),
+            },
+        }
+    }
+
+    /// The sender for `addressee`, or `None` after telling the user why not.
+    fn sender_of(&self, addressee: &Addressee) -> Option<Sender> {
+        let mut ui = self.shared.lock();
+        if let Some(why) = self.unreachable(&ui, addressee) {
+            let _ = ui.notice(&why);
+            return None;
+        }
+        let Addressee::Conversation(id) = addressee else {
+            return None;
+        };
+        ui.conversations.get(*id).and_then(|e| e.sender.clone())
+    }
+
+    /// The peer `addressee` names, or `None` after telling the user why not.
+    fn view_of(&self, addressee: &Addressee) -> Option<Arc<Mutex<PeerView>>> {
+        let mut ui = self.shared.lock();
+        let Addressee::Conversation(id) = addressee else {
+            let why = self
+                .unreachable(&ui, addressee)
+                .unwrap_or_default()
+                .replace("not sent: ", "");
+            let _ = ui.notice(&why);
+            return None;
+        };
+        match ui.conversations.get(*id) {
+            Some(entry) => Some(Arc::clone(&entry.view)),
+            None => {
+                let _ = ui.notice("that conversation is over");
+                None
+            }
+        }
+    }
+
+    fn send(&self, text: String, addressee: &Addressee) {
+        let Some(sender) = self.sender_of(addressee) else {
+            return;
+        };
+        if let Err(e) = sender.send(text.as_bytes()) {
+            self.notice(format!("not sent: {e}"));
+        }
+    }
+
+    /// `/save PATH`.
+    fn save(&self, path: Option<&str>) {
+        let Some(path) = path else {
+            self.notice("Usage: /save PATH (writes the last message too large for the screen)");
+            return;
+        };
+        let kept = self.shared.lock().kept.clone();
+        let Some(kept) = kept else {
+            self.notice("Nothing to save: no message has been too large for the screen.");
+            return;
+        };
+        let path = receive::expand_home(path);
+        match receive::save_new(&path, &mut kept.spool.reader()) {
+            Ok(bytes) => self.notice(format!(
+                "Saved message #{} from {} ({}) to {}.",
+                kept.id,
+                kept.from,
+                screen::size(bytes),
+                path.display()
+            )),
+            Err(e) => self.notice(format!("not saved: {e}")),
+        }
+    }
+}
+
+/// The user asked to leave.
+struct Leave;
+
+/// Whether a line continues on the next (ends in a single `\`).
+fn continues(text: &str) -> bool {
+    text.ends_with('\\') && !text.ends_with("\\\\")
+}
+
+/// What a line typed at the prompt means.
+#[derive(Debug, PartialEq, Eq)]
+enum Input {
+    Nothing,
+    Text(String),
+    Paste,
+    Help,
+    Fingerprint,
+    Trust(Option<String>),
+    Save(Option<String>),
+    Leave,
+    Quit,
+    Unknown(String),
+}
+
+fn parse(line: &str) -> Input {
+    if line.trim().is_empty() {
+        return Input::Nothing;
+    }
+    let Some(command) = line.strip_prefix('/') else {
+        return Input::Text(line.to_string());
+    };
+    if command.starts_with('/') {
+        return Input::Text(command.to_string());
+    }
+    let (word, argument) = match command.trim_end().split_once(char::is_whitespace) {
+        Some((word, argument)) => (
+            word,
+            Some(argument.trim().to_string()).filter(|a| !a.is_empty()),
+        ),
+        None => (command.trim_end(), None),
+    };
+    match word {
+        "help" | "?" => Input::Help,
+        "fingerprint" => Input::Fingerprint,
+        "trust" => Input::Trust(argument),
+        "save" => Input::Save(argument),
+        "paste" => Input::Paste,
+        "leave" => Input::Leave,
+        "quit" | "exit" => Input::Quit,
+        other => Input::Unknown(other.to_string()),
+    }
+}
+
+/// What the user is told when a conversation is over.
+fn farewell(name: &str, summary: &Summary) -> String {
+    let mut lines = vec![match &summary.ending {
+        Ending::Finished => format!("The conversation with {name} is over."),
+        Ending::ClosedByUs => format!("You left the conversation with {name}."),
+        Ending::ClosedByPeer(CloseReason::Goodbye) => format!("{name} left the conversation."),
+        Ending::ClosedByPeer(reason) => format!("{name} ended the conversation: {reason}."),
+        Ending::Failed(e) => format!("The connection to {name} failed: {e}."),
+    }];
+    if let Some(id) = summary.cut_off {
+        lines.push(format!(
+            "Message #{id} from {name} was cut off before its end; what was shown of it is incomplete."
+        ));
+    }
+    if !summary.unacknowledged.is_empty() {
+        let ids: Vec<String> = summary
+            .unacknowledged
+            .iter()
+            .map(|id| format!("#{id}"))
+            .collect();
+        lines.push(format!("Not delivered (no receipt): {}.", ids.join(", ")));
+    }
+    lines.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_commands_and_text() {
+        assert_eq!(parse("hello"), Input::Text("hello".into()));
+        assert_eq!(parse("  "), Input::Nothing);
+        assert_eq!(parse("/quit"), Input::Quit);
+        assert_eq!(parse("/trust"), Input::Trust(None));
+        assert_eq!(parse("/trust  bob "), Input::Trust(Some("bob".into())));
+        assert_eq!(parse("/save out.txt"), Input::Save(Some("out.txt".into())));
+        assert_eq!(parse("//etc/passwd"), Input::Text("/etc/passwd".into()));
+        assert_eq!(parse("/frobnicate"), Input::Unknown("frobnicate".into()));
+        assert!(continues("a \\"));
+        assert!(!continues("a \\\\"));
+    }
+}
