@@ -97,6 +97,9 @@ pub struct ServeArgs {
     /// Exit after the first conversation
     #[arg(long)]
     pub once: bool,
+    /// Log every connection admitted, dropped or refused, and why, on standard error (rate-limited)
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Options shared with connect and send.
     #[command(flatten)]
     pub common: CommonArgs,

@@ -37,7 +37,20 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     }
     eprintln!("Waiting for a peer; Ctrl-C to stop.");
     let log: server::Log = Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))));
-    let conversations = server::serve(listener, Arc::clone(&me.identity), me.nickname.clone(), log);
+    // One conversation at a time until the program can hold several
+    // (issue 12, item 1); the server can.
+    let options = server::Options {
+        max_conversations: 1,
+        verbose: args.verbose,
+        verified: None,
+    };
+    let conversations = server::serve(
+        listener,
+        Arc::clone(&me.identity),
+        me.nickname.clone(),
+        options,
+        log,
+    );
     let policy = Policy::from_args(&args.common, interactive);
     let known_peers = context.home.known_peers_path();
     for incoming in conversations {
@@ -45,6 +58,7 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
             connected,
             peer_address,
             slot,
+            ..
         } = incoming;
         let result =
             match trust_policy::judge(&known_peers, &policy, &connected.established.peer, None) {

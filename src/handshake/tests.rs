@@ -433,7 +433,11 @@ fn a_garbage_key_transport_costs_no_signature() {
             ProtocolError::AuthenticationFailed
         );
     }
-    assert_eq!(signatures_by(identity.public()), 0, "garbage was signed for");
+    assert_eq!(
+        signatures_by(identity.public()),
+        0,
+        "garbage was signed for"
+    );
     // The honest key transport is signed for, once.
     let (responder, _) = Responder::read_client_hello(&h.flights[0])
         .unwrap()

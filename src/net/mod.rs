@@ -1,8 +1,11 @@
 //! The network edge: TCP connections, deadlines, and driving the pure
 //! handshake and session over a socket.
 
+pub mod admission;
 pub mod conversation;
+pub mod log;
 pub mod server;
+pub mod slots;
 pub mod transient;
 
 use std::io::{self, Read, Write};
@@ -278,23 +281,71 @@ fn first_frame_error(error: NetError) -> NetError {
     }
 }
 
+/// When a responder's handshake must have come how far.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// The ClientHello must be complete by then.
+    pub hello: Instant,
+    /// The whole handshake must be.
+    pub handshake: Instant,
+}
+
+impl Deadlines {
+    /// From `start`: the handshake deadline in force ([`handshake_timeout`],
+    /// 10 s) for the whole handshake, and half of it (5 s) for the
+    /// ClientHello, so that a connection that says nothing goes soon.
+    pub fn from(start: Instant) -> Self {
+        let whole = handshake_timeout();
+        Self {
+            hello: start + whole / 2,
+            handshake: start + whole,
+        }
+    }
+}
+
 /// Runs the responder's handshake on an accepted connection. A ClientHello of
 /// another version is answered with a Refusal, and so is one that `admit`
 /// turns away (busy). A transient key is taken from `transient` only once a
 /// valid ClientHello has been admitted.
 pub fn respond(
-    mut stream: TcpStream,
+    stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
     admit: impl FnOnce() -> bool,
     transient: impl FnOnce() -> PrivateKey,
 ) -> Result<Connected, NetError> {
-    let deadline = Instant::now() + handshake_timeout();
+    respond_with(
+        stream,
+        rng,
+        identity,
+        nickname,
+        Deadlines::from(Instant::now()),
+        || admit().then(transient),
+    )
+}
+
+/// As [`respond`], with the deadlines given, and `transient` called once a
+/// valid ClientHello has arrived: `None` refuses the initiator as busy.
+pub fn respond_with(
+    mut stream: TcpStream,
+    rng: &mut impl CryptoRng,
+    identity: &PrivateKey,
+    nickname: &str,
+    deadlines: Deadlines,
+    transient: impl FnOnce() -> Option<PrivateKey>,
+) -> Result<Connected, NetError> {
+    let deadline = deadlines.handshake;
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
     let during = "during the handshake";
-    let m1 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
+    let m1 = read_frame(
+        &mut stream,
+        &mut decoder,
+        deadlines.hello.min(deadline),
+        during,
+    )
+    .map_err(first_frame_error)?;
     let refuse = |stream: &mut TcpStream, reason| {
         let _ = stream.write_all(&refusal(reason));
         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -307,11 +358,11 @@ pub fn respond(
         }
         Err(e) => return Err(e.into()),
     };
-    if !admit() {
+    let Some(transient) = transient() else {
         refuse(&mut stream, RefusalReason::Busy);
         return Err(ProtocolError::Refused(RefusalReason::Busy).into());
-    }
-    let (state, m2) = state.reply(rng, transient())?;
+    };
+    let (state, m2) = state.reply(rng, transient)?;
     stream.write_all(&m2)?;
     let m3 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let (state, m45) = state.read_key_transport(rng, identity, nickname, m3)?;

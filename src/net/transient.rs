@@ -1,27 +1,61 @@
-//! Transient keys made ahead of time: background threads keep a few fresh
-//! 2048-bit keys ready so that a connecting peer never waits for key
-//! generation. Each key is handed out once and lives only in memory.
+//! Transient keys made ahead of time: background threads keep [`READY`]
+//! fresh 2048-bit keys waiting, so that a peer arriving at human pace never
+//! waits for key generation. Each key is handed out once and lives only in
+//! memory.
 //!
-//! Generating a key takes a core for a tenth of a second or more, so it must
-//! not slow down the work the keys are for:
+//! A ClientHello costs its sender nothing and costs us a key, which takes a
+//! core for 60 ms or more to make. So that a flood of them drains the pool
+//! and not the CPU:
 //!
-//! * while a conversation runs (and could use both cores for a transfer)
-//!   the generators rest, as long as at least one key is ready: a server in
-//!   a conversation refuses newcomers without spending a key, and the keys
-//!   left over serve the next peers when it ends;
-//! * one generator, at normal priority, keeps [`URGENT`] keys ready; the
-//!   others top the pool up at the lowest priority (nice 19), yielding to
-//!   handshakes. A low-priority generator alone starved on a busy machine,
-//!   and handshakes then waited seconds for a key.
+//! * **Bounded refill.** A key starts at most every 1/[`KEYS_PER_SECOND`]
+//!   seconds, however many are wanted: about a fifth of one core at most
+//!   (`CHAT_TRANSIENT_KEY_RATE` sets another rate). Keys are made only
+//!   while fewer than [`READY`] wait, so an idle server makes none.
+//! * **Fair share.** Handshakes that find no key ready wait in line, and
+//!   each new key goes to the waiting source prefix that was served
+//!   longest ago (a prefix never served comes first): a flooding prefix
+//!   gets one key per turn like everyone else, and a peer from a prefix of
+//!   its own gets the very next key.
+//! * **Forward secrecy as before.** A key that was handed out is never
+//!   handed out again, unless it went back unseen (its connection was
+//!   dropped before its ServerHello was sent).
+//!
+//! docs/PERFORMANCE.md has the figures behind these numbers.
 
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::thread;
+use std::time::{Duration, Instant};
 
+use super::admission::Prefix;
 use crate::crypto::PrivateKey;
 use crate::protocol::TRANSIENT_BITS;
 
-/// Keys the normal-priority generator keeps ready.
-pub const URGENT: usize = 2;
+/// Keys kept ready.
+pub const READY: usize = 4;
+
+/// Most keys started per second, unless `CHAT_TRANSIENT_KEY_RATE` says
+/// otherwise.
+pub const KEYS_PER_SECOND: f64 = 3.0;
+
+/// Prefixes whose last key is remembered for the fair share; older ones
+/// are forgotten (and then count as never served).
+const REMEMBERED: usize = 1024;
+
+/// The refill rate in force: `CHAT_TRANSIENT_KEY_RATE` (keys per second,
+/// 0.1 to 100 000; the tests raise it to run hundreds of handshakes), or
+/// [`KEYS_PER_SECOND`].
+pub fn key_rate() -> f64 {
+    static VALUE: OnceLock<f64> = OnceLock::new();
+    *VALUE.get_or_init(|| {
+        std::env::var("CHAT_TRANSIENT_KEY_RATE")
+            .ok()
+            .and_then(|text| text.parse::<f64>().ok())
+            .filter(|rate| rate.is_finite() && (0.1..=100_000.0).contains(rate))
+            .unwrap_or(KEYS_PER_SECOND)
+    })
+}
 
 /// A supply of fresh transient keys.
 pub struct TransientPool {
@@ -30,36 +64,113 @@ pub struct TransientPool {
 
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when a key is added or taken, or resting starts or ends.
+    /// Signalled when a key is made, granted, taken or given back, a
+    /// waiter leaves, or the pool closes.
     changed: Condvar,
+}
+
+/// A handshake waiting for a key.
+struct Waiter {
+    ticket: u64,
+    prefix: Prefix,
+}
+
+/// Spaces the starts of key generations.
+struct Pacer {
+    interval: Duration,
+    next: Option<Instant>,
+}
+
+impl Pacer {
+    /// When the next key may start, if one is wanted at `now`.
+    fn earliest(&self, now: Instant) -> Instant {
+        self.next.map_or(now, |next| next.max(now))
+    }
+
+    /// Records a start at `now`.
+    fn started(&mut self, now: Instant) {
+        self.next = Some(self.earliest(now) + self.interval);
+    }
 }
 
 struct State {
     ready: Vec<PrivateKey>,
-    /// Keys being generated right now, and how many of them by the
-    /// normal-priority generator.
-    in_progress: usize,
-    urgent_in_progress: usize,
-    /// How many keys to keep ready (counting those in progress).
     target: usize,
-    resting: bool,
-    /// The pool is gone; the generators stop.
+    in_progress: usize,
+    /// In arrival order.
+    waiting: Vec<Waiter>,
+    /// Keys given to waiters that have not picked them up yet.
+    granted: Vec<(u64, PrivateKey)>,
+    /// For each prefix, the number of the last grant it had.
+    last_served: HashMap<Prefix, u64>,
+    grants: u64,
+    pacer: Pacer,
     closed: bool,
 }
 
 impl State {
-    /// Whether a generator should start another key. The normal-priority
-    /// (`urgent`) one counts only its own keys in progress, so that a
-    /// starved low-priority generator never holds it back.
-    fn wants_key(&self, urgent: bool) -> bool {
-        let ready = self.ready.len();
-        match (self.resting, urgent) {
-            // Resting: one key if there would be none at all.
-            (true, true) => ready + self.urgent_in_progress == 0,
-            (true, false) => false,
-            (false, true) => ready + self.urgent_in_progress < URGENT.min(self.target),
-            (false, false) => ready + self.in_progress < self.target,
+    fn new(target: usize, interval: Duration) -> Self {
+        Self {
+            ready: Vec::with_capacity(target),
+            target: target.max(1),
+            in_progress: 0,
+            waiting: Vec::new(),
+            granted: Vec::new(),
+            last_served: HashMap::new(),
+            grants: 0,
+            pacer: Pacer {
+                interval,
+                next: None,
+            },
+            closed: false,
         }
+    }
+
+    /// Whether another key should be made (pacing aside).
+    fn wants_key(&self) -> bool {
+        self.ready.len() + self.in_progress < self.target
+    }
+
+    /// The waiter to serve next: of the prefix served longest ago (never
+    /// served first), and the first to arrive of that prefix.
+    fn next_waiter(&self) -> Option<usize> {
+        (0..self.waiting.len()).min_by_key(|&i| {
+            let served = self.last_served.get(&self.waiting[i].prefix);
+            (served.copied().unwrap_or(0), i)
+        })
+    }
+
+    /// Hands ready keys to waiters. True if any was handed.
+    fn dispatch(&mut self) -> bool {
+        let mut any = false;
+        while !self.ready.is_empty() {
+            let Some(index) = self.next_waiter() else {
+                break;
+            };
+            let waiter = self.waiting.remove(index);
+            self.grants += 1;
+            self.last_served.insert(waiter.prefix, self.grants);
+            let key = self.ready.pop().expect("checked above");
+            self.granted.push((waiter.ticket, key));
+            any = true;
+        }
+        if self.last_served.len() > REMEMBERED {
+            let mut serials: Vec<u64> = self.last_served.values().copied().collect();
+            serials.sort_unstable();
+            let cutoff = serials[serials.len() - REMEMBERED / 2];
+            self.last_served.retain(|_, served| *served >= cutoff);
+        }
+        any
+    }
+
+    /// The key granted to `ticket`, if any.
+    fn pick_up(&mut self, ticket: u64) -> Option<PrivateKey> {
+        let index = self.granted.iter().position(|(t, _)| *t == ticket)?;
+        Some(self.granted.swap_remove(index).1)
+    }
+
+    fn is_waiting(&self, ticket: u64) -> bool {
+        self.waiting.iter().any(|w| w.ticket == ticket)
     }
 }
 
@@ -70,24 +181,21 @@ impl Shared {
 }
 
 impl TransientPool {
-    /// Starts one generator per core (at most four); together they keep
-    /// `ready` keys waiting, so that a burst of connections finds keys
-    /// ready and a steady stream is served by every core. The first
-    /// generator runs at normal priority, the others at the lowest.
-    pub fn start(ready: usize) -> Self {
+    /// Starts the generators: [`READY`] keys, at [`key_rate`].
+    pub fn start() -> Self {
+        Self::start_with(READY, Duration::from_secs_f64(1.0 / key_rate()))
+    }
+
+    /// Starts two generators that keep `ready` keys waiting, starting one
+    /// at most every `interval`. The first runs at normal priority, the
+    /// other at the lowest (it helps only when the rate allows more than
+    /// one core's worth, as in the tests).
+    pub fn start_with(ready: usize, interval: Duration) -> Self {
         let shared = Arc::new(Shared {
-            state: Mutex::new(State {
-                ready: Vec::with_capacity(ready),
-                in_progress: 0,
-                urgent_in_progress: 0,
-                target: ready.max(1),
-                resting: false,
-                closed: false,
-            }),
+            state: Mutex::new(State::new(ready, interval)),
             changed: Condvar::new(),
         });
-        let generators = thread::available_parallelism().map_or(1, |n| n.get().min(4));
-        for n in 0..generators.max(2) {
+        for n in 0..2 {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("transient-keys".into())
@@ -97,33 +205,75 @@ impl TransientPool {
         Self { shared }
     }
 
-    /// A fresh key, waiting for one if none is ready yet.
-    pub fn take(&self) -> PrivateKey {
+    /// A fresh key for the handshake `ticket` from `prefix`, waiting in
+    /// line (see the module's fair share) until `deadline`. `None` at the
+    /// deadline, or once `cancelled` is set and [`cancel`](Self::cancel)
+    /// called for the ticket (in that order; a ticket cancelled before it
+    /// queues does not wait).
+    pub fn take(
+        &self,
+        ticket: u64,
+        prefix: Prefix,
+        deadline: Instant,
+        cancelled: &AtomicBool,
+    ) -> Option<PrivateKey> {
         let mut state = self.shared.state();
-        let key = loop {
-            if let Some(key) = state.ready.pop() {
-                break key;
+        state.waiting.push(Waiter { ticket, prefix });
+        if state.dispatch() {
+            self.shared.changed.notify_all();
+        }
+        loop {
+            if let Some(key) = state.pick_up(ticket) {
+                if cancelled.load(Ordering::SeqCst) {
+                    state.ready.push(key);
+                    state.dispatch();
+                    self.shared.changed.notify_all();
+                    return None;
+                }
+                return Some(key);
+            }
+            let now = Instant::now();
+            if !state.is_waiting(ticket)
+                || cancelled.load(Ordering::SeqCst)
+                || now >= deadline
+                || state.closed
+            {
+                state.waiting.retain(|w| w.ticket != ticket);
+                return None;
             }
             state = self
                 .shared
                 .changed
-                .wait(state)
-                .unwrap_or_else(|p| p.into_inner());
-        };
-        self.shared.changed.notify_all();
-        key
+                .wait_timeout(state, deadline - now)
+                .unwrap_or_else(|p| p.into_inner())
+                .0;
+        }
     }
 
-    /// Stops making keys (while at least one is ready) until
-    /// [`resume`](Self::resume).
-    pub fn rest(&self) {
-        self.shared.state().resting = true;
+    /// Stops the wait of `ticket`; a key granted to it and not yet picked
+    /// up goes to the next in line.
+    pub fn cancel(&self, ticket: u64) {
+        let mut state = self.shared.state();
+        state.waiting.retain(|w| w.ticket != ticket);
+        if let Some(key) = state.pick_up(ticket) {
+            state.ready.push(key);
+            state.dispatch();
+        }
+        self.shared.changed.notify_all();
     }
 
-    /// Makes keys again, up to the number asked for.
-    pub fn resume(&self) {
-        self.shared.state().resting = false;
+    /// Takes back a key that nobody has seen (its connection went before
+    /// the ServerHello was sent), for the next in line.
+    pub fn give_back(&self, key: PrivateKey) {
+        let mut state = self.shared.state();
+        state.ready.push(key);
+        state.dispatch();
         self.shared.changed.notify_all();
+    }
+
+    /// Keys ready now (for the log).
+    pub fn ready(&self) -> usize {
+        self.shared.state().ready.len()
     }
 }
 
@@ -134,32 +284,45 @@ impl Drop for TransientPool {
     }
 }
 
-fn generate(shared: &Shared, urgent: bool) {
-    if !urgent {
+fn generate(shared: &Shared, first: bool) {
+    if !first {
         lower_priority();
     }
     let mut rng = rand::rng();
     loop {
         {
             let mut state = shared.state();
-            while !state.wants_key(urgent) && !state.closed {
+            loop {
+                if state.closed {
+                    return;
+                }
+                if !state.wants_key() {
+                    state = shared
+                        .changed
+                        .wait(state)
+                        .unwrap_or_else(|p| p.into_inner());
+                    continue;
+                }
+                let now = Instant::now();
+                let at = state.pacer.earliest(now);
+                if at <= now {
+                    state.pacer.started(now);
+                    state.in_progress += 1;
+                    break;
+                }
                 state = shared
                     .changed
-                    .wait(state)
-                    .unwrap_or_else(|p| p.into_inner());
+                    .wait_timeout(state, at - now)
+                    .unwrap_or_else(|p| p.into_inner())
+                    .0;
             }
-            if state.closed {
-                return;
-            }
-            state.in_progress += 1;
-            state.urgent_in_progress += usize::from(urgent);
         }
         let key =
             PrivateKey::generate(&mut rng, TRANSIENT_BITS).expect("2048 bits is a valid size");
         let mut state = shared.state();
         state.in_progress -= 1;
-        state.urgent_in_progress -= usize::from(urgent);
         state.ready.push(key);
+        state.dispatch();
         shared.changed.notify_all();
     }
 }
@@ -179,64 +342,189 @@ fn lower_priority() {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::IpAddr;
+
+    fn prefix(last: u8) -> Prefix {
+        Prefix::of(IpAddr::from([127, 0, 0, last]))
+    }
+
+    fn secs(n: u64) -> Duration {
+        Duration::from_secs(n)
+    }
 
     #[test]
     fn keys_are_fresh_and_2048_bits() {
-        let pool = TransientPool::start(2);
-        let a = pool.take();
-        let b = pool.take();
+        let pool = TransientPool::start_with(2, Duration::ZERO);
+        let deadline = Instant::now() + secs(60);
+        let no = AtomicBool::new(false);
+        let a = pool.take(1, prefix(1), deadline, &no).unwrap();
+        let b = pool.take(2, prefix(1), deadline, &no).unwrap();
         assert_eq!(a.public().bits(), 2048);
         assert_ne!(a.public(), b.public());
     }
 
-    /// A pool state with `ready` keys and keys in progress (`urgent` of
-    /// them by the normal-priority generator), aiming at four.
-    fn state(ready: usize, in_progress: usize, urgent: usize, resting: bool) -> State {
-        State {
-            ready: (0..ready)
-                .map(|_| crate::crypto::test_keys::transient())
-                .collect(),
-            in_progress,
-            urgent_in_progress: urgent,
-            target: 4,
-            resting,
-            closed: false,
+    /// One row: the waiters (ticket, prefix) in arrival order, the last
+    /// grant each prefix had, how many keys become ready, and which tickets
+    /// get them, in order.
+    #[test]
+    fn who_gets_the_next_key() {
+        type Row<'a> = (&'a str, &'a [(u64, u8)], &'a [(u8, u64)], usize, &'a [u64]);
+        let rows: &[Row<'_>] = &[
+            ("first come, first served", &[(1, 2), (2, 3)], &[], 1, &[1]),
+            (
+                "a prefix never served goes before one served",
+                &[(1, 2), (2, 2), (3, 9)],
+                &[(2, 5)],
+                1,
+                &[3],
+            ),
+            (
+                "the prefix served longest ago goes first",
+                &[(1, 2), (2, 3), (3, 4)],
+                &[(2, 7), (3, 5), (4, 6)],
+                2,
+                &[2, 3],
+            ),
+            (
+                "a flooding prefix takes turns with the others",
+                &[(1, 2), (2, 2), (3, 2), (4, 3), (5, 4)],
+                &[],
+                4,
+                &[1, 4, 5, 2],
+            ),
+            (
+                "within a prefix, in arrival order",
+                &[(7, 2), (3, 2), (5, 2)],
+                &[(2, 1)],
+                3,
+                &[7, 3, 5],
+            ),
+            ("no waiters: keys stay ready", &[], &[(2, 1)], 2, &[]),
+        ];
+        for (what, waiting, served, keys, expected) in rows {
+            let mut state = State::new(4, Duration::ZERO);
+            state.waiting = waiting
+                .iter()
+                .map(|&(ticket, p)| Waiter {
+                    ticket,
+                    prefix: prefix(p),
+                })
+                .collect();
+            for &(p, serial) in *served {
+                state.last_served.insert(prefix(p), serial);
+                state.grants = state.grants.max(serial);
+            }
+            for _ in 0..*keys {
+                state.ready.push(crate::crypto::test_keys::transient());
+                state.dispatch();
+            }
+            let got: Vec<u64> = state.granted.iter().map(|(t, _)| *t).collect();
+            assert_eq!(&got, expected, "{what}");
+            assert_eq!(
+                state.ready.len(),
+                keys - expected.len(),
+                "{what}: keys left"
+            );
         }
     }
 
     #[test]
-    fn who_makes_a_key_when() {
-        let (urgent, background) = (true, false);
-        // The normal-priority generator keeps two keys ready and no more.
-        assert!(state(0, 0, 0, false).wants_key(urgent));
-        assert!(state(1, 0, 0, false).wants_key(urgent));
-        assert!(!state(1, 1, 1, false).wants_key(urgent));
-        assert!(!state(2, 0, 0, false).wants_key(urgent));
-        // A starved background key does not hold the urgent one back.
-        assert!(state(1, 1, 0, false).wants_key(urgent));
-        // The low-priority ones top up to the target, counting keys in
-        // progress.
-        assert!(state(2, 0, 0, false).wants_key(background));
-        assert!(!state(3, 1, 0, false).wants_key(background));
-        assert!(!state(4, 0, 0, false).wants_key(background));
-        // Resting: only the normal-priority generator, and only when no key
-        // is ready or coming from it.
-        assert!(!state(1, 0, 0, true).wants_key(urgent));
-        assert!(!state(0, 1, 1, true).wants_key(urgent));
-        assert!(state(0, 1, 0, true).wants_key(urgent));
-        assert!(state(0, 0, 0, true).wants_key(urgent));
-        assert!(!state(0, 0, 0, true).wants_key(background));
+    fn forgotten_prefixes_are_bounded() {
+        let mut state = State::new(4, Duration::ZERO);
+        for n in 0..3000u32 {
+            state.waiting.push(Waiter {
+                ticket: u64::from(n),
+                prefix: Prefix::V6([0x20, 0x01, 0, 0, 0, 0, (n >> 8) as u8, n as u8]),
+            });
+            state.ready.push(crate::crypto::test_keys::transient());
+            state.dispatch();
+            state.granted.clear();
+            assert!(state.last_served.len() <= REMEMBERED);
+        }
     }
 
     #[test]
-    fn a_resting_pool_still_hands_out_keys() {
-        let pool = TransientPool::start(2);
-        pool.rest();
-        // More keys than were ready: resting makes one whenever none is.
-        for _ in 0..3 {
-            assert_eq!(pool.take().public().bits(), 2048);
+    fn the_pacer_spaces_starts() {
+        let t0 = Instant::now();
+        let mut pacer = Pacer {
+            interval: Duration::from_millis(300),
+            next: None,
+        };
+        assert_eq!(pacer.earliest(t0), t0, "an idle pool starts at once");
+        pacer.started(t0);
+        assert_eq!(pacer.earliest(t0), t0 + Duration::from_millis(300));
+        let late = t0 + secs(10);
+        assert_eq!(pacer.earliest(late), late, "no credit piles up");
+        pacer.started(late);
+        assert_eq!(
+            pacer.earliest(late + Duration::from_millis(100)),
+            late + Duration::from_millis(300)
+        );
+    }
+
+    #[test]
+    fn the_rate_bounds_how_many_keys_are_made() {
+        let mut state = State::new(READY, Duration::from_millis(250));
+        // A flood: someone always waits, so keys are always wanted; count
+        // the starts the pacer allows in ten seconds of 10 ms ticks.
+        let t0 = Instant::now();
+        let mut starts = 0;
+        for tick in 0..1000u32 {
+            let now = t0 + Duration::from_millis(u64::from(tick) * 10);
+            assert!(state.wants_key());
+            if state.pacer.earliest(now) <= now {
+                state.pacer.started(now);
+                starts += 1;
+            }
         }
-        pool.resume();
-        drop(pool.take());
+        assert_eq!(starts, 40, "one start every 250 ms over 10 s");
+    }
+
+    #[test]
+    fn a_wait_ends_at_its_deadline_or_when_cancelled() {
+        // One key at once, then none for an hour.
+        let pool = Arc::new(TransientPool::start_with(1, secs(3600)));
+        let far = Instant::now() + secs(60);
+        let no = AtomicBool::new(false);
+        assert!(pool.take(1, prefix(2), far, &no).is_some());
+        let started = Instant::now();
+        let soon = started + Duration::from_millis(200);
+        assert!(pool.take(2, prefix(2), soon, &no).is_none());
+        assert!(started.elapsed() >= Duration::from_millis(200));
+        // Cancelled while waiting.
+        let flag = Arc::new(AtomicBool::new(false));
+        let waiting = {
+            let (pool, flag) = (Arc::clone(&pool), Arc::clone(&flag));
+            thread::spawn(move || pool.take(3, prefix(3), far, &flag))
+        };
+        while !pool.shared.state().is_waiting(3) {
+            assert!(Instant::now() < far, "the waiter never queued");
+            thread::sleep(Duration::from_millis(5));
+        }
+        flag.store(true, Ordering::SeqCst);
+        pool.cancel(3);
+        assert!(waiting.join().unwrap().is_none());
+        // Cancelled before it queued: no wait at all.
+        assert!(pool.take(4, prefix(3), far, &flag).is_none());
+        assert!(Instant::now() < far);
+    }
+
+    #[test]
+    fn a_key_given_back_serves_the_next_in_line() {
+        let pool = Arc::new(TransientPool::start_with(1, secs(3600)));
+        let far = Instant::now() + secs(60);
+        let no = AtomicBool::new(false);
+        let key = pool.take(1, prefix(2), far, &no).unwrap();
+        let public = key.public().clone();
+        let waiting = {
+            let pool = Arc::clone(&pool);
+            thread::spawn(move || pool.take(2, prefix(3), far, &AtomicBool::new(false)))
+        };
+        while !pool.shared.state().is_waiting(2) {
+            assert!(Instant::now() < far, "the waiter never queued");
+            thread::sleep(Duration::from_millis(5));
+        }
+        pool.give_back(key);
+        assert_eq!(*waiting.join().unwrap().unwrap().public(), public);
     }
 }

@@ -80,7 +80,15 @@ MAX_CHUNK = 262_144                   # 8, 11
 DEFAULT_MESSAGE_LIMIT = 2**32         # 11
 MAX_SEQ = 2**64 - 2                   # 7, 11
 
-CLOSE_REASONS = {0: "goodbye", 1: "untrusted", 2: "too large", 3: "busy", 4: "protocol error"}
+CLOSE_REASONS = {
+    0: "goodbye",
+    1: "untrusted",
+    2: "too large",
+    3: "busy",
+    4: "protocol error",
+    5: "superseded",
+    6: "displaced",
+}
 
 # Section 13: the scenario the vector file records.
 EXPECTED_MESSAGES = {
