@@ -42,7 +42,7 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     let options = server::Options {
         max_conversations: 1,
         verbose: args.verbose,
-        verified: None,
+        ..server::Options::default()
     };
     let conversations = server::serve(
         listener,

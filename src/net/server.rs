@@ -26,7 +26,7 @@ use super::admission::{Dropped, Limits, Prefix, Stage, Table, Why};
 use super::log::Limited;
 pub use super::log::Log;
 use super::slots::{DEFAULT_MAX, Evicted, Slot, Slots};
-use super::transient::TransientPool;
+use super::transient::{self, TransientPool};
 use super::{Connected, Deadlines, NetError, respond_with};
 use crate::crypto::PrivateKey;
 use crate::protocol::{CloseReason, ProtocolError};
@@ -49,6 +49,8 @@ pub struct Options {
     pub verbose: bool,
     /// Which peers count as verified when they arrive; none, if absent.
     pub verified: Option<Verified>,
+    /// Most transient keys made per second (see [`transient`](super::transient)).
+    pub transient_key_rate: f64,
 }
 
 impl Default for Options {
@@ -57,6 +59,7 @@ impl Default for Options {
             max_conversations: DEFAULT_MAX,
             verbose: false,
             verified: None,
+            transient_key_rate: transient::key_rate(),
         }
     }
 }
@@ -121,7 +124,10 @@ pub fn serve(
         identity,
         nickname,
         admission: Mutex::new(Table::new(Limits::default())),
-        keys: TransientPool::start(),
+        keys: TransientPool::start_with(
+            transient::READY,
+            Duration::from_secs_f64(1.0 / options.transient_key_rate.clamp(0.1, 1e6)),
+        ),
         slots: Slots::new(options.max_conversations),
         incoming,
         log: Limited::new(log),

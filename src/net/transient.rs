@@ -181,11 +181,6 @@ impl Shared {
 }
 
 impl TransientPool {
-    /// Starts the generators: [`READY`] keys, at [`key_rate`].
-    pub fn start() -> Self {
-        Self::start_with(READY, Duration::from_secs_f64(1.0 / key_rate()))
-    }
-
     /// Starts two generators that keep `ready` keys waiting, starting one
     /// at most every `interval`. The first runs at normal priority, the
     /// other at the lowest (it helps only when the rate allows more than
