@@ -270,6 +270,21 @@ pub fn initiate(
     }
 }
 
+/// Whether the other end has closed or reset `stream`, without waiting:
+/// a peer that left while it waited for a transient key gets none.
+pub(crate) fn peer_has_left(stream: &TcpStream) -> bool {
+    let mut byte = [std::mem::MaybeUninit::new(0u8)];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(
+            e.kind(),
+            io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+        ),
+    }
+}
+
 /// The first bytes from the other end not decoding as a frame means it does
 /// not speak this protocol at all.
 fn first_frame_error(error: NetError) -> NetError {
@@ -321,19 +336,20 @@ pub fn respond(
         identity,
         nickname,
         Deadlines::from(Instant::now()),
-        || admit().then(transient),
+        |_| admit().then(transient),
     )
 }
 
-/// As [`respond`], with the deadlines given, and `transient` called once a
-/// valid ClientHello has arrived: `None` refuses the initiator as busy.
+/// As [`respond`], with the deadlines given, and `transient` called with
+/// the connection once a valid ClientHello has arrived: `None` refuses the
+/// initiator as busy.
 pub fn respond_with(
     mut stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
     deadlines: Deadlines,
-    transient: impl FnOnce() -> Option<PrivateKey>,
+    transient: impl FnOnce(&TcpStream) -> Option<PrivateKey>,
 ) -> Result<Connected, NetError> {
     let deadline = deadlines.handshake;
     stream.set_nodelay(true)?;
@@ -358,7 +374,7 @@ pub fn respond_with(
         }
         Err(e) => return Err(e.into()),
     };
-    let Some(transient) = transient() else {
+    let Some(transient) = transient(&stream) else {
         refuse(&mut stream, RefusalReason::Busy);
         return Err(ProtocolError::Refused(RefusalReason::Busy).into());
     };

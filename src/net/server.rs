@@ -27,7 +27,7 @@ use super::log::Limited;
 pub use super::log::Log;
 use super::slots::{DEFAULT_MAX, Evicted, Slot, Slots};
 use super::transient::{self, TransientPool};
-use super::{Connected, Deadlines, NetError, respond_with};
+use super::{Connected, Deadlines, NetError, peer_has_left, respond_with};
 use crate::crypto::PrivateKey;
 use crate::protocol::{CloseReason, ProtocolError};
 use crate::session::PeerIdentity;
@@ -254,7 +254,7 @@ fn handle(
         &context.identity,
         &context.nickname,
         deadlines,
-        || {
+        |stream| {
             if !context.admission().advance(id, Stage::WaitingForKey) {
                 return None;
             }
@@ -262,8 +262,9 @@ fn handle(
                 no_key = !dropped.load(Ordering::SeqCst);
                 return None;
             };
-            if !context.admission().advance(id, Stage::Handshaking) {
-                // Dropped just now: the key was never shown to anyone.
+            // A key nobody has seen goes back to the pool if the connection
+            // was dropped or its peer left while it waited.
+            if peer_has_left(stream) || !context.admission().advance(id, Stage::Handshaking) {
                 context.keys.give_back(key);
                 return None;
             }
