@@ -265,7 +265,7 @@ fn handle(
             // A key nobody has seen goes back to the pool if the connection
             // was dropped or its peer left while it waited.
             if peer_has_left(stream) || !context.admission().advance(id, Stage::Handshaking) {
-                context.keys.give_back(key);
+                context.keys.give_back(key, prefix);
                 return None;
             }
             Some(key)
@@ -277,7 +277,10 @@ fn handle(
         return;
     }
     let connected = match result {
-        Ok(connected) => connected,
+        Ok(connected) => {
+            context.keys.completed(prefix);
+            connected
+        }
         Err(NetError::Protocol(ProtocolError::Refused(_))) => {
             if no_key {
                 context.verbose(|| {

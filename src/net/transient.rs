@@ -11,11 +11,14 @@
 //!   seconds, however many are wanted: about a fifth of one core at most
 //!   (`CHAT_TRANSIENT_KEY_RATE` sets another rate). Keys are made only
 //!   while fewer than [`READY`] wait, so an idle server makes none.
-//! * **Fair share.** Handshakes that find no key ready wait in line, and
-//!   each new key goes to the waiting source prefix that was served
-//!   longest ago (a prefix never served comes first): a flooding prefix
-//!   gets one key per turn like everyone else, and a peer from a prefix of
-//!   its own gets the very next key.
+//! * **Fair share.** Handshakes that find no key ready wait in line. Each
+//!   new key goes to the waiting source prefix that has wasted the fewest
+//!   keys lately (keys it was given that did not lead to a completed
+//!   handshake; the count halves every [`DEBT_HALF_LIFE`]), and among those
+//!   to the one served longest ago (a prefix never served comes first). A
+//!   prefix that floods ClientHellos runs up a debt and waits behind
+//!   everyone who completes handshakes; several such prefixes take turns;
+//!   and a peer that completes its handshakes gets the very next key.
 //! * **Forward secrecy as before.** A key that was handed out is never
 //!   handed out again, unless it went back unseen (its connection was
 //!   dropped before its ServerHello was sent).
@@ -39,9 +42,38 @@ pub const READY: usize = 4;
 /// otherwise.
 pub const KEYS_PER_SECOND: f64 = 3.0;
 
-/// Prefixes whose last key is remembered for the fair share; older ones
-/// are forgotten (and then count as never served).
+/// Prefixes remembered for the fair share; those served longest ago are
+/// forgotten first (and then count as never served, with no debt).
 const REMEMBERED: usize = 1024;
+
+/// A prefix's debt (keys wasted) halves in this time.
+pub const DEBT_HALF_LIFE: Duration = Duration::from_secs(60);
+
+/// What the pool remembers of a source prefix.
+#[derive(Clone, Copy, Debug, Default)]
+struct Account {
+    /// The number of the last grant it had (0: never served).
+    last_served: u64,
+    /// Keys it was given that have not led to a completed handshake, as of
+    /// `at`, decaying with [`DEBT_HALF_LIFE`].
+    debt: f64,
+    at: Option<Instant>,
+}
+
+impl Account {
+    fn debt(&self, now: Instant) -> f64 {
+        self.at.map_or(0.0, |at| {
+            let halves =
+                now.saturating_duration_since(at).as_secs_f64() / DEBT_HALF_LIFE.as_secs_f64();
+            self.debt * 0.5f64.powf(halves)
+        })
+    }
+
+    fn add_debt(&mut self, delta: f64, now: Instant) {
+        self.debt = (self.debt(now) + delta).max(0.0);
+        self.at = Some(now);
+    }
+}
 
 /// The refill rate in force: `CHAT_TRANSIENT_KEY_RATE` (keys per second,
 /// 0.1 to 100 000; the tests raise it to run hundreds of handshakes), or
@@ -99,10 +131,11 @@ struct State {
     in_progress: usize,
     /// In arrival order.
     waiting: Vec<Waiter>,
-    /// Keys given to waiters that have not picked them up yet.
-    granted: Vec<(u64, PrivateKey)>,
-    /// For each prefix, the number of the last grant it had.
-    last_served: HashMap<Prefix, u64>,
+    /// Keys given to waiters (ticket, prefix) that have not picked them up
+    /// yet.
+    granted: Vec<(u64, Prefix, PrivateKey)>,
+    /// What is known of each prefix.
+    accounts: HashMap<Prefix, Account>,
     grants: u64,
     pacer: Pacer,
     closed: bool,
@@ -116,7 +149,7 @@ impl State {
             in_progress: 0,
             waiting: Vec::new(),
             granted: Vec::new(),
-            last_served: HashMap::new(),
+            accounts: HashMap::new(),
             grants: 0,
             pacer: Pacer {
                 interval,
@@ -131,42 +164,58 @@ impl State {
         self.ready.len() + self.in_progress < self.target
     }
 
-    /// The waiter to serve next: of the prefix served longest ago (never
-    /// served first), and the first to arrive of that prefix.
-    fn next_waiter(&self) -> Option<usize> {
+    /// The waiter to serve next: of the prefix with the fewest whole keys
+    /// wasted, then served longest ago (never served first), then the first
+    /// to arrive.
+    fn next_waiter(&self, now: Instant) -> Option<usize> {
         (0..self.waiting.len()).min_by_key(|&i| {
-            let served = self.last_served.get(&self.waiting[i].prefix);
-            (served.copied().unwrap_or(0), i)
+            let account = self.accounts.get(&self.waiting[i].prefix);
+            let account = account.copied().unwrap_or_default();
+            (account.debt(now).floor() as u64, account.last_served, i)
         })
     }
 
     /// Hands ready keys to waiters. True if any was handed.
-    fn dispatch(&mut self) -> bool {
+    fn dispatch(&mut self, now: Instant) -> bool {
         let mut any = false;
         while !self.ready.is_empty() {
-            let Some(index) = self.next_waiter() else {
+            let Some(index) = self.next_waiter(now) else {
                 break;
             };
             let waiter = self.waiting.remove(index);
             self.grants += 1;
-            self.last_served.insert(waiter.prefix, self.grants);
+            let account = self.accounts.entry(waiter.prefix).or_default();
+            account.last_served = self.grants;
+            account.add_debt(1.0, now);
             let key = self.ready.pop().expect("checked above");
-            self.granted.push((waiter.ticket, key));
+            self.granted.push((waiter.ticket, waiter.prefix, key));
             any = true;
         }
-        if self.last_served.len() > REMEMBERED {
-            let mut serials: Vec<u64> = self.last_served.values().copied().collect();
+        if self.accounts.len() > REMEMBERED {
+            let mut serials: Vec<u64> = self.accounts.values().map(|a| a.last_served).collect();
             serials.sort_unstable();
             let cutoff = serials[serials.len() - REMEMBERED / 2];
-            self.last_served.retain(|_, served| *served >= cutoff);
+            self.accounts.retain(|_, a| a.last_served >= cutoff);
         }
         any
     }
 
+    /// A handshake from `prefix` completed: one key was not wasted.
+    fn completed(&mut self, prefix: Prefix, now: Instant) {
+        if let Some(account) = self.accounts.get_mut(&prefix) {
+            account.add_debt(-1.0, now);
+        }
+    }
+
+    /// A key given to `prefix` came back unseen: not wasted either.
+    fn returned(&mut self, prefix: Prefix, now: Instant) {
+        self.completed(prefix, now);
+    }
+
     /// The key granted to `ticket`, if any.
     fn pick_up(&mut self, ticket: u64) -> Option<PrivateKey> {
-        let index = self.granted.iter().position(|(t, _)| *t == ticket)?;
-        Some(self.granted.swap_remove(index).1)
+        let index = self.granted.iter().position(|(t, _, _)| *t == ticket)?;
+        Some(self.granted.swap_remove(index).2)
     }
 
     fn is_waiting(&self, ticket: u64) -> bool {
@@ -214,14 +263,16 @@ impl TransientPool {
     ) -> Option<PrivateKey> {
         let mut state = self.shared.state();
         state.waiting.push(Waiter { ticket, prefix });
-        if state.dispatch() {
+        if state.dispatch(Instant::now()) {
             self.shared.changed.notify_all();
         }
         loop {
             if let Some(key) = state.pick_up(ticket) {
                 if cancelled.load(Ordering::SeqCst) {
+                    let now = Instant::now();
                     state.ready.push(key);
-                    state.dispatch();
+                    state.returned(prefix, now);
+                    state.dispatch(now);
                     self.shared.changed.notify_all();
                     return None;
                 }
@@ -250,20 +301,32 @@ impl TransientPool {
     pub fn cancel(&self, ticket: u64) {
         let mut state = self.shared.state();
         state.waiting.retain(|w| w.ticket != ticket);
-        if let Some(key) = state.pick_up(ticket) {
+        if let Some(index) = state.granted.iter().position(|(t, _, _)| *t == ticket) {
+            let (_, prefix, key) = state.granted.swap_remove(index);
+            let now = Instant::now();
             state.ready.push(key);
-            state.dispatch();
+            state.returned(prefix, now);
+            state.dispatch(now);
         }
         self.shared.changed.notify_all();
     }
 
-    /// Takes back a key that nobody has seen (its connection went before
-    /// the ServerHello was sent), for the next in line.
-    pub fn give_back(&self, key: PrivateKey) {
+    /// Takes back a key given to `prefix` that nobody has seen (its
+    /// connection went before the ServerHello was sent), for the next in
+    /// line.
+    pub fn give_back(&self, key: PrivateKey, prefix: Prefix) {
         let mut state = self.shared.state();
+        let now = Instant::now();
         state.ready.push(key);
-        state.dispatch();
+        state.returned(prefix, now);
+        state.dispatch(now);
         self.shared.changed.notify_all();
+    }
+
+    /// Records that a handshake from `prefix` completed: its key was not
+    /// wasted, which keeps the prefix ahead of those that waste theirs.
+    pub fn completed(&self, prefix: Prefix) {
+        self.shared.state().completed(prefix, Instant::now());
     }
 
     /// Keys ready now (for the log).
@@ -317,7 +380,7 @@ fn generate(shared: &Shared, first: bool) {
         let mut state = shared.state();
         state.in_progress -= 1;
         state.ready.push(key);
-        state.dispatch();
+        state.dispatch(Instant::now());
         shared.changed.notify_all();
     }
 }
@@ -358,30 +421,50 @@ mod tests {
         assert_ne!(a.public(), b.public());
     }
 
-    /// One row: the waiters (ticket, prefix) in arrival order, the last
-    /// grant each prefix had, how many keys become ready, and which tickets
-    /// get them, in order.
+    /// One row: the waiters (ticket, prefix) in arrival order; for some
+    /// prefixes, the last grant they had and the keys they wasted; how many
+    /// keys become ready; and which tickets get them, in order.
     #[test]
     fn who_gets_the_next_key() {
-        type Row<'a> = (&'a str, &'a [(u64, u8)], &'a [(u8, u64)], usize, &'a [u64]);
+        type Row<'a> = (
+            &'a str,
+            &'a [(u64, u8)],
+            &'a [(u8, u64, f64)],
+            usize,
+            &'a [u64],
+        );
         let rows: &[Row<'_>] = &[
             ("first come, first served", &[(1, 2), (2, 3)], &[], 1, &[1]),
             (
                 "a prefix never served goes before one served",
                 &[(1, 2), (2, 2), (3, 9)],
-                &[(2, 5)],
+                &[(2, 5, 0.0)],
                 1,
                 &[3],
             ),
             (
                 "the prefix served longest ago goes first",
                 &[(1, 2), (2, 3), (3, 4)],
-                &[(2, 7), (3, 5), (4, 6)],
+                &[(2, 7, 0.0), (3, 5, 0.0), (4, 6, 0.0)],
                 2,
                 &[2, 3],
             ),
             (
-                "a flooding prefix takes turns with the others",
+                "a prefix that wastes keys waits behind one that does not",
+                &[(1, 2), (2, 3)],
+                &[(2, 1, 3.0), (3, 9, 0.0)],
+                1,
+                &[2],
+            ),
+            (
+                "less than one key wasted counts as none",
+                &[(1, 2), (2, 3)],
+                &[(2, 1, 0.9), (3, 9, 0.0)],
+                1,
+                &[1],
+            ),
+            (
+                "flooding prefixes take turns, each grant adding to its debt",
                 &[(1, 2), (2, 2), (3, 2), (4, 3), (5, 4)],
                 &[],
                 4,
@@ -390,13 +473,14 @@ mod tests {
             (
                 "within a prefix, in arrival order",
                 &[(7, 2), (3, 2), (5, 2)],
-                &[(2, 1)],
+                &[(2, 1, 0.0)],
                 3,
                 &[7, 3, 5],
             ),
-            ("no waiters: keys stay ready", &[], &[(2, 1)], 2, &[]),
+            ("no waiters: keys stay ready", &[], &[(2, 1, 5.0)], 2, &[]),
         ];
-        for (what, waiting, served, keys, expected) in rows {
+        let now = Instant::now();
+        for (what, waiting, accounts, keys, expected) in rows {
             let mut state = State::new(4, Duration::ZERO);
             state.waiting = waiting
                 .iter()
@@ -405,15 +489,20 @@ mod tests {
                     prefix: prefix(p),
                 })
                 .collect();
-            for &(p, serial) in *served {
-                state.last_served.insert(prefix(p), serial);
+            for &(p, serial, debt) in *accounts {
+                let account = Account {
+                    last_served: serial,
+                    debt,
+                    at: Some(now),
+                };
+                state.accounts.insert(prefix(p), account);
                 state.grants = state.grants.max(serial);
             }
             for _ in 0..*keys {
                 state.ready.push(crate::crypto::test_keys::transient());
-                state.dispatch();
+                state.dispatch(now);
             }
-            let got: Vec<u64> = state.granted.iter().map(|(t, _)| *t).collect();
+            let got: Vec<u64> = state.granted.iter().map(|(t, _, _)| *t).collect();
             assert_eq!(&got, expected, "{what}");
             assert_eq!(
                 state.ready.len(),
@@ -423,18 +512,72 @@ mod tests {
         }
     }
 
+    /// The flood: eight prefixes keep eight hellos each waiting and
+    /// never complete a handshake; a peer that completes its handshakes,
+    /// from a ninth, gets the next key every time it asks, however often.
+    #[test]
+    fn a_peer_that_completes_its_handshakes_is_served_first() {
+        let mut state = State::new(4, Duration::ZERO);
+        let t0 = Instant::now();
+        let mut ticket = 0;
+        let mut join = |state: &mut State, p: u8| {
+            ticket += 1;
+            state.waiting.push(Waiter {
+                ticket,
+                prefix: prefix(p),
+            });
+            ticket
+        };
+        for p in 2..=9 {
+            for _ in 0..8 {
+                join(&mut state, p);
+            }
+        }
+        // One key every 333 ms for a minute; after the first few, the peer
+        // asks every 2 s (at first, when nobody has wasted anything yet, it
+        // could not be told from the flood).
+        for n in 0..180u64 {
+            let now = t0 + Duration::from_millis(n * 333);
+            let peer = (n >= 12 && n % 6 == 0).then(|| join(&mut state, 1));
+            state.ready.push(crate::crypto::test_keys::transient());
+            state.dispatch(now);
+            let (got, p, _) = state.granted.pop().unwrap();
+            if let Some(peer) = peer {
+                assert_eq!(got, peer, "key {n}");
+                state.completed(p, now);
+            } else {
+                // The flood refills what it used.
+                let Prefix::V4([_, _, _, last]) = p else {
+                    unreachable!()
+                };
+                join(&mut state, last);
+            }
+        }
+    }
+
+    #[test]
+    fn debts_decay() {
+        let t0 = Instant::now();
+        let mut account = Account::default();
+        account.add_debt(4.0, t0);
+        assert!((account.debt(t0 + DEBT_HALF_LIFE) - 2.0).abs() < 1e-9);
+        account.add_debt(-10.0, t0);
+        assert_eq!(account.debt(t0), 0.0, "never below zero");
+    }
+
     #[test]
     fn forgotten_prefixes_are_bounded() {
         let mut state = State::new(4, Duration::ZERO);
+        let now = Instant::now();
         for n in 0..3000u32 {
             state.waiting.push(Waiter {
                 ticket: u64::from(n),
                 prefix: Prefix::V6([0x20, 0x01, 0, 0, 0, 0, (n >> 8) as u8, n as u8]),
             });
             state.ready.push(crate::crypto::test_keys::transient());
-            state.dispatch();
+            state.dispatch(now);
             state.granted.clear();
-            assert!(state.last_served.len() <= REMEMBERED);
+            assert!(state.accounts.len() <= REMEMBERED);
         }
     }
 
@@ -519,7 +662,7 @@ mod tests {
             assert!(Instant::now() < far, "the waiter never queued");
             thread::sleep(Duration::from_millis(5));
         }
-        pool.give_back(key);
+        pool.give_back(key, prefix(2));
         assert_eq!(*waiting.join().unwrap().unwrap().public(), public);
     }
 }
