@@ -4,8 +4,9 @@ pinned peer waits meanwhile, how many handshakes it sustains, and its memory
 with many connections open. Figures, not pass/fail; methods in
 docs/PERFORMANCE.md ("Serving under load").
 
-usage: bench/serve_load.py CHAT [flood|latency|rate|connections|all] [options]
+usage: bench/serve_load.py CHAT [keys|flood|latency|rate|connections|all] [options]
 
+  keys         CPU-seconds per transient key (examples/transient_cost)
   flood        300 ClientHellos over 10 s from 127.0.0.2-9: serve's CPU-seconds
                (from the first hello until the key pool is full again)
   latency      the same flood rate for --latency-seconds, while a pinned peer
@@ -256,6 +257,11 @@ def latency(args):
         homes.close()
 
 
+def keys(args):
+    example = os.path.join(os.path.dirname(args.chat), "examples", "transient_cost")
+    print("keys: " + subprocess.run([example, "60"], capture_output=True, text=True, check=True).stdout.strip())
+
+
 def rate(args):
     homes = Homes(args.chat)
     example = os.path.join(os.path.dirname(args.chat), "examples", "handshake_rate")
@@ -298,7 +304,8 @@ def connections(args):
             for s in opened:
                 s.setblocking(False)
                 try:
-                    alive += s.recv(1, socket.MSG_PEEK) != b""
+                    while s.recv(4096):
+                        pass
                 except BlockingIOError:
                     alive += 1
                 except OSError:
@@ -318,7 +325,7 @@ def connections(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chat")
-    parser.add_argument("what", nargs="?", default="all", choices=["flood", "latency", "rate", "connections", "all"])
+    parser.add_argument("what", nargs="?", default="all", choices=["keys", "flood", "latency", "rate", "connections", "all"])
     parser.add_argument("--hellos", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--latency-seconds", type=int, default=60)
@@ -328,7 +335,7 @@ def main():
     args = parser.parse_args()
     args.chat = os.path.abspath(args.chat)
     raise_descriptor_limit()
-    for name in ["flood", "latency", "rate", "connections"]:
+    for name in ["keys", "flood", "latency", "rate", "connections"]:
         if args.what in (name, "all"):
             globals()[name](args)
             sys.stdout.flush()
