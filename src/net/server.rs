@@ -172,6 +172,8 @@ fn accept_loop(listener: &TcpListener, context: &Arc<Context>) {
 /// Counts a new connection in (making room if need be) and starts its
 /// handshake.
 fn admit(context: &Arc<Context>, stream: TcpStream, kept: TcpStream, address: SocketAddr) {
+    // The deadlines count from here.
+    let deadlines = Deadlines::from(Instant::now());
     let prefix = Prefix::of(address.ip());
     let dropped = Arc::new(AtomicBool::new(false));
     let pending = Pending {
@@ -201,7 +203,15 @@ fn admit(context: &Arc<Context>, stream: TcpStream, kept: TcpStream, address: So
     let for_thread = Arc::clone(context);
     let spawned = thread::Builder::new()
         .name("chat-handshake".into())
-        .spawn(move || handle(stream, id, prefix, address, &dropped, &for_thread));
+        .spawn(move || {
+            let connection = Connection {
+                id,
+                prefix,
+                address,
+                deadlines,
+            };
+            handle(stream, &connection, &dropped, &for_thread);
+        });
     if let Err(e) = spawned {
         context.admission().remove(id);
         context
@@ -237,16 +247,22 @@ fn make_room(context: &Context, victim: Dropped<Pending>, newcomer: SocketAddr) 
     });
 }
 
-/// One connection's handshake, then its claim to a slot.
-fn handle(
-    stream: TcpStream,
+/// An unauthenticated connection, as its thread knows it.
+struct Connection {
     id: u64,
     prefix: Prefix,
     address: SocketAddr,
-    dropped: &AtomicBool,
-    context: &Context,
-) {
-    let deadlines = Deadlines::from(Instant::now());
+    deadlines: Deadlines,
+}
+
+/// One connection's handshake, then its claim to a slot.
+fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, context: &Context) {
+    let Connection {
+        id,
+        prefix,
+        address,
+        deadlines,
+    } = *connection;
     let mut no_key = false;
     let result = respond_with(
         stream,
