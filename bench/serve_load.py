@@ -250,6 +250,8 @@ def latency(args):
               f"every {args.every} s: {len(times)} delivered, {len(failures)} failed, "
               f"p50 {percentile(times, 50) * 1000:.0f} ms, p99 {percentile(times, 99) * 1000:.0f} ms, "
               f"max {max(times) * 1000 if times else float('nan'):.0f} ms; serve used {spent:.1f} CPU-s")
+        slowest = sorted(range(len(times)), key=lambda i: -times[i])[:3]
+        print("  slowest: " + ", ".join(f"#{i + 1} of {len(times)}: {times[i] * 1000:.0f} ms" for i in slowest))
         for took, err in failures[:5]:
             print(f"  failed after {took:.2f} s: {err}")
     finally:

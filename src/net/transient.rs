@@ -14,11 +14,14 @@
 //! * **Fair share.** Handshakes that find no key ready wait in line. Each
 //!   new key goes to the waiting source prefix that has wasted the fewest
 //!   keys lately (keys it was given that did not lead to a completed
-//!   handshake; the count halves every [`DEBT_HALF_LIFE`]), and among those
-//!   to the one served longest ago (a prefix never served comes first). A
+//!   handshake, less those that did; the count halves every
+//!   [`DEBT_HALF_LIFE`], and a prefix that completed a handshake lately
+//!   comes before one never seen), and among those to the one served
+//!   longest ago (a prefix never served comes first). A
 //!   prefix that floods ClientHellos runs up a debt and waits behind
 //!   everyone who completes handshakes; several such prefixes take turns;
-//!   and a peer that completes its handshakes gets the very next key.
+//!   and the last two ready keys are kept from them, so that a peer that
+//!   completes its handshakes finds a key ready.
 //! * **Forward secrecy as before.** A key that was handed out is never
 //!   handed out again, unless it went back unseen (its connection was
 //!   dropped before its ServerHello was sent).
@@ -46,6 +49,24 @@ pub const KEYS_PER_SECOND: f64 = 3.0;
 /// forgotten first (and then count as never served, with no debt).
 const REMEMBERED: usize = 1024;
 
+/// Whether a prefix whose debt (rounded) is `debt` may take one of `ready`
+/// keys, in a pool that keeps `target` ready: the last key is kept for a
+/// prefix that completed a handshake lately, the one before it for a prefix
+/// that has wasted none, so that during a flood a peer who comes back (or a
+/// new one, once the flooders have wasted keys) finds a key ready instead
+/// of waiting for one to be made. It costs nothing: the kept keys are made
+/// once. A pool of fewer than three keeps none back (it would never make
+/// the keys that let the others through).
+fn may_take(debt: i64, ready: usize, target: usize) -> bool {
+    match ready {
+        0 => false,
+        _ if target < 3 => true,
+        1 => debt < 0,
+        2 => debt <= 0,
+        _ => true,
+    }
+}
+
 /// A prefix's debt (keys wasted) halves in this time.
 pub const DEBT_HALF_LIFE: Duration = Duration::from_secs(60);
 
@@ -54,8 +75,11 @@ pub const DEBT_HALF_LIFE: Duration = Duration::from_secs(60);
 struct Account {
     /// The number of the last grant it had (0: never served).
     last_served: u64,
-    /// Keys it was given that have not led to a completed handshake, as of
-    /// `at`, decaying with [`DEBT_HALF_LIFE`].
+    /// Keys it was given that have not led to a completed handshake, less
+    /// one for each handshake it completed (but never more than one key in
+    /// credit), as of `at`, decaying with [`DEBT_HALF_LIFE`]: a prefix that
+    /// completes every handshake stays at -1 between them and 0 during
+    /// one; a prefix never seen is at 0.
     debt: f64,
     at: Option<Instant>,
 }
@@ -69,8 +93,10 @@ impl Account {
         })
     }
 
+    /// Adds to the debt (a key given) or takes from it (a handshake
+    /// completed); a prefix can be owed one key at most.
     fn add_debt(&mut self, delta: f64, now: Instant) {
-        self.debt = (self.debt(now) + delta).max(0.0);
+        self.debt = (self.debt(now) + delta).max(-1.0);
         self.at = Some(now);
     }
 }
@@ -164,24 +190,31 @@ impl State {
         self.ready.len() + self.in_progress < self.target
     }
 
-    /// The waiter to serve next: of the prefix with the fewest whole keys
-    /// wasted, then served longest ago (never served first), then the first
-    /// to arrive.
-    fn next_waiter(&self, now: Instant) -> Option<usize> {
-        (0..self.waiting.len()).min_by_key(|&i| {
-            let account = self.accounts.get(&self.waiting[i].prefix);
-            let account = account.copied().unwrap_or_default();
-            (account.debt(now).floor() as u64, account.last_served, i)
-        })
+    /// The waiter to serve next, and how many keys its prefix wasted
+    /// (rounded): of the prefix that wasted the fewest, then served longest
+    /// ago (never served first), then the first to arrive.
+    fn next_waiter(&self, now: Instant) -> Option<(usize, i64)> {
+        (0..self.waiting.len())
+            .map(|i| {
+                let account = self.accounts.get(&self.waiting[i].prefix);
+                let account = account.copied().unwrap_or_default();
+                (account.debt(now).round() as i64, account.last_served, i)
+            })
+            .min()
+            .map(|(debt, _, i)| (i, debt))
     }
 
-    /// Hands ready keys to waiters. True if any was handed.
+    /// Hands ready keys to waiters, keeping the last ones as [`may_take`]
+    /// says. True if any was handed.
     fn dispatch(&mut self, now: Instant) -> bool {
         let mut any = false;
         while !self.ready.is_empty() {
-            let Some(index) = self.next_waiter(now) else {
+            let Some((index, debt)) = self.next_waiter(now) else {
                 break;
             };
+            if !may_take(debt, self.ready.len(), self.target) {
+                break;
+            }
             let waiter = self.waiting.remove(index);
             self.grants += 1;
             let account = self.accounts.entry(waiter.prefix).or_default();
@@ -200,16 +233,19 @@ impl State {
         any
     }
 
-    /// A handshake from `prefix` completed: one key was not wasted.
+    /// A handshake from `prefix` completed: its key was not wasted, and
+    /// the prefix is owed one (see [`Account::add_debt`]).
     fn completed(&mut self, prefix: Prefix, now: Instant) {
         if let Some(account) = self.accounts.get_mut(&prefix) {
-            account.add_debt(-1.0, now);
+            account.add_debt(-2.0, now);
         }
     }
 
-    /// A key given to `prefix` came back unseen: not wasted either.
+    /// A key given to `prefix` came back unseen: not wasted.
     fn returned(&mut self, prefix: Prefix, now: Instant) {
-        self.completed(prefix, now);
+        if let Some(account) = self.accounts.get_mut(&prefix) {
+            account.add_debt(-1.0, now);
+        }
     }
 
     /// The key granted to `ticket`, if any.
@@ -434,47 +470,88 @@ mod tests {
             &'a [u64],
         );
         let rows: &[Row<'_>] = &[
-            ("first come, first served", &[(1, 2), (2, 3)], &[], 1, &[1]),
+            (
+                "first come, first served",
+                &[(1, 2), (2, 3)],
+                &[],
+                3,
+                &[1, 2],
+            ),
             (
                 "a prefix never served goes before one served",
                 &[(1, 2), (2, 2), (3, 9)],
                 &[(2, 5, 0.0)],
-                1,
-                &[3],
+                3,
+                &[3, 1],
             ),
             (
                 "the prefix served longest ago goes first",
                 &[(1, 2), (2, 3), (3, 4)],
                 &[(2, 7, 0.0), (3, 5, 0.0), (4, 6, 0.0)],
-                2,
-                &[2, 3],
+                4,
+                &[2, 3, 1],
+            ),
+            (
+                "a prefix that completed a handshake lately goes before one never seen",
+                &[(1, 2), (2, 3)],
+                &[(3, 9, -1.0)],
+                1,
+                &[2],
             ),
             (
                 "a prefix that wastes keys waits behind one that does not",
                 &[(1, 2), (2, 3)],
                 &[(2, 1, 3.0), (3, 9, 0.0)],
-                1,
+                3,
                 &[2],
             ),
             (
-                "less than one key wasted counts as none",
+                "less than half a key wasted counts as none",
                 &[(1, 2), (2, 3)],
-                &[(2, 1, 0.9), (3, 9, 0.0)],
+                &[(2, 1, 0.4), (3, 9, 0.0)],
+                3,
+                &[1, 2],
+            ),
+            (
+                "the last two keys are kept from prefixes that waste keys",
+                &[(1, 2), (2, 3)],
+                &[(2, 1, 3.0), (3, 2, 1.0)],
+                2,
+                &[],
+            ),
+            (
+                "beyond those, they take turns, the least indebted first",
+                &[(1, 2), (2, 3)],
+                &[(2, 1, 3.0), (3, 2, 1.0)],
+                4,
+                &[2, 1],
+            ),
+            (
+                "the last key only to a prefix that completed a handshake lately",
+                &[(1, 2)],
+                &[],
                 1,
+                &[],
+            ),
+            (
+                "the one before it to a prefix that wasted none",
+                &[(1, 2)],
+                &[],
+                2,
                 &[1],
             ),
             (
                 "flooding prefixes take turns, each grant adding to its debt",
                 &[(1, 2), (2, 2), (3, 2), (4, 3), (5, 4)],
                 &[],
-                4,
+                6,
                 &[1, 4, 5, 2],
             ),
             (
                 "within a prefix, in arrival order",
                 &[(7, 2), (3, 2), (5, 2)],
                 &[(2, 1, 0.0)],
-                3,
+                5,
                 &[7, 3, 5],
             ),
             ("no waiters: keys stay ready", &[], &[(2, 1, 5.0)], 2, &[]),
@@ -513,10 +590,10 @@ mod tests {
     }
 
     /// The flood: eight prefixes keep eight hellos each waiting and
-    /// never complete a handshake; a peer that completes its handshakes,
-    /// from a ninth, gets the next key every time it asks, however often.
+    /// never complete a handshake; a peer from a ninth that completes its
+    /// handshakes finds a key ready every time it asks, however often.
     #[test]
-    fn a_peer_that_completes_its_handshakes_is_served_first() {
+    fn a_peer_that_completes_its_handshakes_finds_a_key_ready() {
         let mut state = State::new(4, Duration::ZERO);
         let t0 = Instant::now();
         let mut ticket = 0;
@@ -533,26 +610,45 @@ mod tests {
                 join(&mut state, p);
             }
         }
-        // One key every 333 ms for a minute; after the first few, the peer
-        // asks every 2 s (at first, when nobody has wasted anything yet, it
-        // could not be told from the flood).
+        let mut flood_keys = 0;
+        // One key made every 333 ms for a minute. Once each flooding prefix
+        // has wasted a key (8 keys; before that nobody can be told from the
+        // flood), the peer asks every 2 s.
         for n in 0..180u64 {
             let now = t0 + Duration::from_millis(n * 333);
-            let peer = (n >= 12 && n % 6 == 0).then(|| join(&mut state, 1));
+            if n >= 8 && n % 6 == 0 {
+                let peer = join(&mut state, 1);
+                state.dispatch(now);
+                let granted = state.granted.iter().position(|(t, _, _)| *t == peer);
+                let (_, p, _) = state
+                    .granted
+                    .swap_remove(granted.unwrap_or_else(|| panic!("key {n}: the peer waits")));
+                state.completed(p, now);
+            }
             state.ready.push(crate::crypto::test_keys::transient());
             state.dispatch(now);
-            let (got, p, _) = state.granted.pop().unwrap();
-            if let Some(peer) = peer {
-                assert_eq!(got, peer, "key {n}");
-                state.completed(p, now);
-            } else {
-                // The flood refills what it used.
+            for (_, p, _) in std::mem::take(&mut state.granted) {
+                assert_ne!(p, prefix(1));
+                flood_keys += 1;
+                // The flood asks again for what it got.
                 let Prefix::V4([_, _, _, last]) = p else {
                     unreachable!()
                 };
                 join(&mut state, last);
             }
         }
+        // The flood had the rest, but for the keys kept back.
+        assert!(state.ready.len() <= 2);
+        assert_eq!(flood_keys + 28 + state.ready.len(), 180);
+    }
+
+    #[test]
+    fn a_small_pool_keeps_nothing_back() {
+        assert!(may_take(5, 1, 2));
+        assert!(!may_take(5, 1, 4) && !may_take(0, 1, 4) && may_take(-1, 1, 4));
+        assert!(!may_take(5, 2, 4) && may_take(0, 2, 4));
+        assert!(may_take(5, 3, 4));
+        assert!(!may_take(-1, 0, 4));
     }
 
     #[test]
@@ -562,7 +658,7 @@ mod tests {
         account.add_debt(4.0, t0);
         assert!((account.debt(t0 + DEBT_HALF_LIFE) - 2.0).abs() < 1e-9);
         account.add_debt(-10.0, t0);
-        assert_eq!(account.debt(t0), 0.0, "never below zero");
+        assert_eq!(account.debt(t0), -1.0, "owed one key at most");
     }
 
     #[test]
