@@ -41,6 +41,11 @@ use crate::protocol::TRANSIENT_BITS;
 /// Keys kept ready.
 pub const READY: usize = 4;
 
+/// Threads that make keys (the second one helps only when the rate allows
+/// more than one core's worth, as in the tests, and when an idle pool
+/// refills).
+const GENERATORS: usize = 2;
+
 /// Most keys started per second, unless `CHAT_TRANSIENT_KEY_RATE` says
 /// otherwise.
 pub const KEYS_PER_SECOND: f64 = 3.0;
@@ -133,21 +138,51 @@ struct Waiter {
     prefix: Prefix,
 }
 
-/// Spaces the starts of key generations.
+/// Spaces the starts of key generations: a token bucket of `burst` starts
+/// (one per generator, so that an idle pool refills on both cores), one more
+/// every `interval`.
 struct Pacer {
     interval: Duration,
-    next: Option<Instant>,
+    burst: f64,
+    tokens: f64,
+    last: Option<Instant>,
 }
 
 impl Pacer {
+    fn new(interval: Duration, burst: usize) -> Self {
+        Self {
+            interval,
+            burst: burst.max(1) as f64,
+            tokens: burst.max(1) as f64,
+            last: None,
+        }
+    }
+
+    /// Starts allowed at `now` (fractions count towards the next).
+    fn tokens(&self, now: Instant) -> f64 {
+        if self.interval.is_zero() {
+            return self.burst;
+        }
+        let elapsed = self
+            .last
+            .map_or(Duration::ZERO, |last| now.saturating_duration_since(last));
+        (self.tokens + elapsed.as_secs_f64() / self.interval.as_secs_f64()).min(self.burst)
+    }
+
     /// When the next key may start, if one is wanted at `now`.
     fn earliest(&self, now: Instant) -> Instant {
-        self.next.map_or(now, |next| next.max(now))
+        let tokens = self.tokens(now);
+        if tokens >= 1.0 {
+            now
+        } else {
+            now + self.interval.mul_f64(1.0 - tokens)
+        }
     }
 
     /// Records a start at `now`.
     fn started(&mut self, now: Instant) {
-        self.next = Some(self.earliest(now) + self.interval);
+        self.tokens = self.tokens(now) - 1.0;
+        self.last = Some(now);
     }
 }
 
@@ -177,10 +212,7 @@ impl State {
             granted: Vec::new(),
             accounts: HashMap::new(),
             grants: 0,
-            pacer: Pacer {
-                interval,
-                next: None,
-            },
+            pacer: Pacer::new(interval, target.min(GENERATORS)),
             closed: false,
         }
     }
@@ -267,15 +299,14 @@ impl Shared {
 
 impl TransientPool {
     /// Starts two generators that keep `ready` keys waiting, starting one
-    /// at most every `interval`. The first runs at normal priority, the
-    /// other at the lowest (it helps only when the rate allows more than
-    /// one core's worth, as in the tests).
+    /// at most every `interval` after a burst of two. The first runs at
+    /// normal priority, the other at the lowest.
     pub fn start_with(ready: usize, interval: Duration) -> Self {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(ready, interval)),
             changed: Condvar::new(),
         });
-        for n in 0..2 {
+        for n in 0..GENERATORS {
             let shared = Arc::clone(&shared);
             thread::Builder::new()
                 .name("transient-keys".into())
@@ -680,20 +711,28 @@ mod tests {
     #[test]
     fn the_pacer_spaces_starts() {
         let t0 = Instant::now();
-        let mut pacer = Pacer {
-            interval: Duration::from_millis(300),
-            next: None,
-        };
-        assert_eq!(pacer.earliest(t0), t0, "an idle pool starts at once");
+        let ms = Duration::from_millis;
+        let mut pacer = Pacer::new(ms(300), 2);
+        assert_eq!(pacer.earliest(t0), t0, "an idle pool starts at once...");
         pacer.started(t0);
-        assert_eq!(pacer.earliest(t0), t0 + Duration::from_millis(300));
+        assert_eq!(pacer.earliest(t0), t0, "...on both generators");
+        pacer.started(t0);
+        assert_eq!(pacer.earliest(t0), t0 + ms(300), "then one per interval");
+        pacer.started(t0 + ms(300));
+        assert_eq!(pacer.earliest(t0 + ms(400)), t0 + ms(600));
         let late = t0 + secs(10);
-        assert_eq!(pacer.earliest(late), late, "no credit piles up");
+        assert_eq!(pacer.earliest(late), late);
         pacer.started(late);
-        assert_eq!(
-            pacer.earliest(late + Duration::from_millis(100)),
-            late + Duration::from_millis(300)
+        pacer.started(late);
+        assert!(
+            pacer.earliest(late) > late,
+            "no more than the burst piles up"
         );
+        let mut unpaced = Pacer::new(Duration::ZERO, 2);
+        for _ in 0..10 {
+            assert_eq!(unpaced.earliest(t0), t0);
+            unpaced.started(t0);
+        }
     }
 
     #[test]
@@ -706,12 +745,12 @@ mod tests {
         for tick in 0..1000u32 {
             let now = t0 + Duration::from_millis(u64::from(tick) * 10);
             assert!(state.wants_key());
-            if state.pacer.earliest(now) <= now {
+            while state.pacer.earliest(now) <= now {
                 state.pacer.started(now);
                 starts += 1;
             }
         }
-        assert_eq!(starts, 40, "one start every 250 ms over 10 s");
+        assert_eq!(starts, 2 + 39, "a burst of two, then one every 250 ms");
     }
 
     #[test]
