@@ -8,7 +8,8 @@ usage: bench/serve_load.py CHAT [keys|flood|latency|rate|connections|all] [optio
 
   keys         CPU-seconds per transient key (examples/transient_cost)
   flood        300 ClientHellos over 10 s from 127.0.0.2-9: serve's CPU-seconds
-               (from the first hello until the key pool is full again)
+               (from the first hello until the last one's handshake deadline
+               has passed and serve is idle again)
   latency      the same flood rate for --latency-seconds, while a pinned peer
                from 127.0.0.1 runs `chat send` every --every seconds:
                connect-to-delivered p50 and p99
@@ -41,6 +42,22 @@ def cpu_seconds(pid):
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def generator_cpu(pid):
+    """CPU-seconds of the threads named transient-keys (the key generators)."""
+    total = 0.0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            with open(f"/proc/{pid}/task/{tid}/comm") as f:
+                if f.read().strip() != "transient-keys":
+                    continue
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
 
 
 def status(pid, field):
@@ -196,17 +213,22 @@ def flood(args):
             try:
                 wait_idle(server.pid)
                 before = cpu_seconds(server.pid)
+                keys_before = generator_cpu(server.pid)
                 started = time.monotonic()
                 held, answered = flood_hellos(port, args.hellos, args.seconds, 8, 60, leave)
                 flooded = time.monotonic() - started
+                # Past the handshake deadline (10 s) of the last ClientHello,
+                # then until the pool is full again.
+                time.sleep(11)
                 wait_idle(server.pid)
                 spent = cpu_seconds(server.pid) - before
+                keys = generator_cpu(server.pid) - keys_before
                 window = time.monotonic() - started
                 for s in held:
                     s.close()
                 print(f"flood ({mode}): {args.hellos} ClientHellos over {flooded:.1f} s from 8 addresses, "
-                      f"{answered} answered: serve used {spent:.2f} CPU-s in the {window:.1f} s until it "
-                      f"was idle again (peak RSS {status(server.pid, 'VmHWM:') / 1024:.1f} MiB)")
+                      f"{answered} answered: serve used {spent:.2f} CPU-s (key generators {keys:.2f}) in the "
+                      f"{window:.1f} s until it was idle again (peak RSS {status(server.pid, 'VmHWM:') / 1024:.1f} MiB)")
                 sys.stdout.flush()
             finally:
                 server.kill()

@@ -54,6 +54,15 @@ pub const KEYS_PER_SECOND: f64 = 3.0;
 /// forgotten first (and then count as never served, with no debt).
 const REMEMBERED: usize = 1024;
 
+/// Keys kept back from prefixes that waste keys (see [`may_take`]).
+const KEPT_BACK: usize = 2;
+
+/// A key that only prefixes that waste keys wait for starts at most this
+/// often: a flood from a few prefixes gets a key a second, not the full
+/// rate, while peers that complete their handshakes still get the full
+/// rate.
+pub const WASTERS_INTERVAL: Duration = Duration::from_secs(1);
+
 /// Whether a prefix whose debt (rounded) is `debt` may take one of `ready`
 /// keys, in a pool that keeps `target` ready: the last key is kept for a
 /// prefix that completed a handshake lately, the one before it for a prefix
@@ -127,9 +136,12 @@ pub struct TransientPool {
 
 struct Shared {
     state: Mutex<State>,
-    /// Signalled when a key is made, granted, taken or given back, a
-    /// waiter leaves, or the pool closes.
+    /// Wakes the waiters: a key was granted, or taken back, or the pool
+    /// closes.
     changed: Condvar,
+    /// Wakes the generators: someone waits for a key now, or the pool
+    /// closes.
+    wanted: Condvar,
 }
 
 /// A handshake waiting for a key.
@@ -199,6 +211,8 @@ struct State {
     accounts: HashMap<Prefix, Account>,
     grants: u64,
     pacer: Pacer,
+    /// When a key wanted only by prefixes that waste keys may start.
+    wasters_next: Instant,
     closed: bool,
 }
 
@@ -213,6 +227,7 @@ impl State {
             accounts: HashMap::new(),
             grants: 0,
             pacer: Pacer::new(interval, target.min(GENERATORS)),
+            wasters_next: Instant::now(),
             closed: false,
         }
     }
@@ -220,6 +235,42 @@ impl State {
     /// Whether another key should be made (pacing aside).
     fn wants_key(&self) -> bool {
         self.ready.len() + self.in_progress < self.target
+    }
+
+    /// Whether the next key would only go to prefixes that waste keys:
+    /// the keys kept back for the others are there or coming, and everyone
+    /// waiting has wasted keys.
+    fn for_wasters_only(&self, now: Instant) -> bool {
+        !self.waiting.is_empty()
+            && self.ready.len() + self.in_progress >= KEPT_BACK
+            && self.waiting.iter().all(|w| {
+                let account = self.accounts.get(&w.prefix).copied().unwrap_or_default();
+                account.debt(now).round() > 0.0
+            })
+    }
+
+    /// When the next key may start, if one is wanted: at the pacer's rate,
+    /// and no sooner than [`WASTERS_INTERVAL`] after the last one if only
+    /// prefixes that waste keys would get it.
+    fn next_start(&self, now: Instant) -> Option<Instant> {
+        if !self.wants_key() {
+            return None;
+        }
+        let at = self.pacer.earliest(now);
+        Some(if self.for_wasters_only(now) {
+            at.max(self.wasters_next)
+        } else {
+            at
+        })
+    }
+
+    /// Records that a key starts now.
+    fn start(&mut self, now: Instant) {
+        if self.for_wasters_only(now) {
+            self.wasters_next = now + WASTERS_INTERVAL;
+        }
+        self.pacer.started(now);
+        self.in_progress += 1;
     }
 
     /// The waiter to serve next, and how many keys its prefix wasted
@@ -305,6 +356,7 @@ impl TransientPool {
         let shared = Arc::new(Shared {
             state: Mutex::new(State::new(ready, interval)),
             changed: Condvar::new(),
+            wanted: Condvar::new(),
         });
         for n in 0..GENERATORS {
             let shared = Arc::clone(&shared);
@@ -333,6 +385,8 @@ impl TransientPool {
         if state.dispatch(Instant::now()) {
             self.shared.changed.notify_all();
         }
+        // A newcomer may need a key sooner than the flood before it.
+        self.shared.wanted.notify_all();
         loop {
             if let Some(key) = state.pick_up(ticket) {
                 if cancelled.load(Ordering::SeqCst) {
@@ -406,6 +460,7 @@ impl Drop for TransientPool {
     fn drop(&mut self) {
         self.shared.state().closed = true;
         self.shared.changed.notify_all();
+        self.shared.wanted.notify_all();
     }
 }
 
@@ -421,22 +476,17 @@ fn generate(shared: &Shared, first: bool) {
                 if state.closed {
                     return;
                 }
-                if !state.wants_key() {
-                    state = shared
-                        .changed
-                        .wait(state)
-                        .unwrap_or_else(|p| p.into_inner());
-                    continue;
-                }
                 let now = Instant::now();
-                let at = state.pacer.earliest(now);
+                let Some(at) = state.next_start(now) else {
+                    state = shared.wanted.wait(state).unwrap_or_else(|p| p.into_inner());
+                    continue;
+                };
                 if at <= now {
-                    state.pacer.started(now);
-                    state.in_progress += 1;
+                    state.start(now);
                     break;
                 }
                 state = shared
-                    .changed
+                    .wanted
                     .wait_timeout(state, at - now)
                     .unwrap_or_else(|p| p.into_inner())
                     .0;
@@ -751,6 +801,69 @@ mod tests {
             }
         }
         assert_eq!(starts, 2 + 39, "a burst of two, then one every 250 ms");
+    }
+
+    /// Ten seconds of a flood from eight prefixes that never complete a
+    /// handshake, keys made instantly whenever allowed: the flood gets a
+    /// key a second once it has wasted some; a peer that comes every 2 s
+    /// and completes its handshakes gets its key at once, each time, and
+    /// the key it took is replaced at the full rate.
+    #[test]
+    fn keys_for_prefixes_that_waste_them_come_slowly() {
+        let mut state = State::new(READY, Duration::from_millis(333));
+        let t0 = Instant::now();
+        let mut ticket = 0;
+        let mut join = |state: &mut State, p: u8| {
+            ticket += 1;
+            state.waiting.push(Waiter {
+                ticket,
+                prefix: prefix(p),
+            });
+            ticket
+        };
+        for p in 2..=9 {
+            join(&mut state, p);
+        }
+        // The peer has talked to this server before.
+        let mut peer_account = Account::default();
+        peer_account.add_debt(-1.0, t0);
+        state.accounts.insert(prefix(1), peer_account);
+        let (mut made, mut to_flood, mut to_peer) = (0, 0, 0);
+        for tick in 0..1000u64 {
+            let now = t0 + Duration::from_millis(tick * 10);
+            if tick % 200 == 100 {
+                let peer = join(&mut state, 1);
+                state.dispatch(now);
+                let (_, p, _) = state
+                    .granted
+                    .iter()
+                    .position(|(t, _, _)| *t == peer)
+                    .map(|i| state.granted.swap_remove(i))
+                    .unwrap_or_else(|| panic!("tick {tick}: the peer waits"));
+                state.completed(p, now);
+                to_peer += 1;
+            }
+            while state.next_start(now).is_some_and(|at| at <= now) {
+                state.start(now);
+                state.in_progress -= 1;
+                state.ready.push(crate::crypto::test_keys::transient());
+                made += 1;
+                state.dispatch(now);
+            }
+            for (_, p, _) in std::mem::take(&mut state.granted) {
+                to_flood += 1;
+                let Prefix::V4([_, _, _, last]) = p else {
+                    unreachable!()
+                };
+                join(&mut state, last);
+            }
+        }
+        assert_eq!(to_peer, 5);
+        // Eight for the flood while it could not be told from anyone else,
+        // then about one a second, and the peer's five replaced.
+        assert!((8..=20).contains(&to_flood), "{to_flood} keys to the flood");
+        assert!(made <= to_flood + to_peer + KEPT_BACK, "{made} keys made");
+        assert!(made < 30, "{made} keys made in 10 s, not 3 a second");
     }
 
     #[test]
