@@ -8,6 +8,8 @@
 #             and `ssh host true`
 #   latency   100-byte message + receipt vs a raw TCP ping-pong
 #   rate      100-byte messages one way, per second
+# Serving under load (floods, handshake rate, many connections) is
+# bench/serve_load.py; the soak is bench/soak.py.
 # Installs what it needs (socat, openssh, hyperfine) from Debian's packages
 # and runs a throwaway sshd on a loopback port, stopped at the end.
 # Usage: bench/run.sh [RUNS]   (RUNS per measurement, default 5)
@@ -130,8 +132,10 @@ sleep 0.5
 echo "one line" > "$WORK/line"
 "$CHAT" --home "$WORK/ada" send "127.0.0.1:$port" --accept-new --file "$WORK/line" 2>/dev/null
 # A pause between runs lets the server's background generator have the next
-# transient key ready, as it would for peers arriving at human pace.
-hyperfine -N -w 3 -r 30 -p 'sleep 0.2' --export-json "$WORK/send.json" \
+# transient key ready, as it would for peers arriving at human pace: it makes
+# at most 3 a second (src/net/transient.rs), so a pause under 0.33 s would
+# drain its pool of 4 and time the wait for a key instead.
+hyperfine -N -w 3 -r 30 -p 'sleep 0.4' --export-json "$WORK/send.json" \
   "$CHAT --home $WORK/ada send 127.0.0.1:$port --file $WORK/line" >/dev/null 2>&1
 send_ms=$(python3 -c "import json; print('%.1f' % (json.load(open('$WORK/send.json'))['results'][0]['median']*1000))")
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \

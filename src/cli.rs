@@ -104,6 +104,9 @@ pub struct ServeArgs {
     /// first lines and is kept for /save (suffixes K, M, G)
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
     pub screen_limit: u64,
+    /// Log every connection admitted, dropped or refused, and why, on standard error (rate-limited)
+    #[arg(short, long)]
+    pub verbose: bool,
     /// Options shared with connect and send.
     #[command(flatten)]
     pub common: CommonArgs,

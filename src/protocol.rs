@@ -163,6 +163,11 @@ pub enum CloseReason {
     Busy,
     /// We broke the protocol, in the peer's view.
     ProtocolError,
+    /// A newer session from the same identity key took this one's place.
+    Superseded,
+    /// The peer needed room for a conversation with a peer it has verified,
+    /// and this one (unverified, idle the longest) gave way.
+    Displaced,
     /// A reason this implementation does not know.
     Other(u8),
 }
@@ -176,6 +181,8 @@ impl CloseReason {
             Self::TooLarge => 2,
             Self::Busy => 3,
             Self::ProtocolError => 4,
+            Self::Superseded => 5,
+            Self::Displaced => 6,
             Self::Other(code) => code,
         }
     }
@@ -188,6 +195,8 @@ impl CloseReason {
             2 => Self::TooLarge,
             3 => Self::Busy,
             4 => Self::ProtocolError,
+            5 => Self::Superseded,
+            6 => Self::Displaced,
             other => Self::Other(other),
         }
     }
@@ -201,6 +210,10 @@ impl fmt::Display for CloseReason {
             Self::TooLarge => f.write_str("a message was larger than it accepts"),
             Self::Busy => f.write_str("it is busy in another conversation"),
             Self::ProtocolError => f.write_str("it saw a protocol error"),
+            Self::Superseded => {
+                f.write_str("a newer connection with the same key took this one's place")
+            }
+            Self::Displaced => f.write_str("it made room for a peer it has verified"),
             Self::Other(code) => write!(f, "unknown reason {code}"),
         }
     }

@@ -57,6 +57,16 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     }
 }
 
+/// One conversation at a time until the program can hold several
+/// (issue 12, item 1); the server can.
+fn server_options(args: &ServeArgs) -> server::Options {
+    server::Options {
+        max_conversations: 1,
+        verbose: args.verbose,
+        ..server::Options::default()
+    }
+}
+
 /// Tells a refused peer why, and the user too (through `say`).
 fn refuse(connected: crate::net::Connected, error: &Error, say: &dyn Fn(String)) {
     connected.close(CloseReason::Untrusted);
@@ -76,7 +86,13 @@ fn without_terminal(
 ) -> Result<(), Error> {
     eprintln!("Waiting for a peer; Ctrl-C to stop.");
     let log: server::Log = Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))));
-    let conversations = server::serve(listener, Arc::clone(&me.identity), me.nickname.clone(), log);
+    let conversations = server::serve(
+        listener,
+        Arc::clone(&me.identity),
+        me.nickname.clone(),
+        server_options(args),
+        log,
+    );
     let known_peers = context.home.known_peers_path();
     let report = |error: &Error| {
         if args.common.json {
@@ -90,6 +106,7 @@ fn without_terminal(
             connected,
             peer_address,
             slot,
+            ..
         } = incoming;
         match trust_policy::judge(&known_peers, policy, &connected.established.peer, None) {
             Err(error) => {
@@ -150,6 +167,7 @@ fn on_terminal(
         listener,
         Arc::clone(&me.identity),
         me.nickname.clone(),
+        server_options(args),
         repl.listener_log(),
     );
     let (results, result) = mpsc::channel();
@@ -194,6 +212,7 @@ impl Dispatcher {
                 connected,
                 peer_address,
                 slot,
+                ..
             } = incoming;
             let verdict = trust_policy::judge(
                 &self.known_peers,

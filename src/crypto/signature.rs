@@ -25,6 +25,8 @@ pub fn sign(
     context: &[u8],
     th: &TranscriptHash,
 ) -> (Vec<u8>, PssSalt) {
+    #[cfg(test)]
+    counter::count(key.public());
     let salt: PssSalt = random_bytes(rng);
     let signature = key
         .rsa()
@@ -52,6 +54,34 @@ pub fn verify(
 /// what [`verify`] uses, open to any message for the Wycheproof tests.
 pub(crate) fn verify_message(key: &PublicKey, msg: &[u8], signature: &[u8]) -> bool {
     key.rsa().pss_verify::<Sha256>(msg, signature).is_ok()
+}
+
+/// How many signatures each key has made, for tests that must show that
+/// something was *not* signed (a global count would see other tests).
+#[cfg(test)]
+pub(crate) mod counter {
+    use std::sync::Mutex;
+
+    use crate::crypto::PublicKey;
+
+    static COUNTS: Mutex<Vec<(Vec<u8>, usize)>> = Mutex::new(Vec::new());
+
+    pub(super) fn count(key: &PublicKey) {
+        let mut counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+        match counts.iter_mut().find(|(k, _)| k == key.spki_der()) {
+            Some((_, n)) => *n += 1,
+            None => counts.push((key.spki_der().to_vec(), 1)),
+        }
+    }
+
+    /// Signatures made so far with the private half of `key`.
+    pub(crate) fn signatures_by(key: &PublicKey) -> usize {
+        let counts = COUNTS.lock().unwrap_or_else(|p| p.into_inner());
+        counts
+            .iter()
+            .find(|(k, _)| k == key.spki_der())
+            .map_or(0, |(_, n)| *n)
+    }
 }
 
 #[cfg(test)]

@@ -17,7 +17,6 @@
 //! `{}`: encrypted with the handshake keys; `[]`: with the application keys.
 
 use std::fmt;
-use std::thread;
 
 use rand::rngs::StdRng;
 use rand::{CryptoRng, SeedableRng};
@@ -627,35 +626,12 @@ impl ResponderExpectKeyTransport {
         }
         let transport = KeyTransport::decode(body)?;
         let identity_body = identity_body(identity, nickname)?;
-        // TH4 covers m1 to m3 and the plaintext of m4, not the session
-        // secret, so the signature is made while the key transport is
-        // unwrapped (docs/PROTOCOL.md, 5.8); it is sent only if the unwrap
-        // succeeds.
-        let th4 = {
-            let mut transcript = self.transcript.clone();
-            transcript.add(FrameType::KeyTransport, body);
-            transcript.add(FrameType::ResponderIdentity, &identity_body);
-            transcript.hash()
-        };
+        // Unwrap first, and sign only once that succeeded: garbage costs a
+        // decryption, never a signature (docs/PROTOCOL.md, 5.8). The
+        // signature's randomness is drawn before the unwrap, as when the two
+        // ran side by side, so docs/vectors/ stays as it is.
         let signing_seed: [u8; 32] = random_bytes(rng);
-        let sign = move || {
-            let mut rng = StdRng::from_seed(signing_seed);
-            signature::sign(&mut rng, identity, labels::RESPONDER_SIGNATURE, &th4)
-        };
-        let (secret, (sig, salt)) = thread::scope(|scope| {
-            match thread::Builder::new().spawn_scoped(scope, sign) {
-                Ok(signer) => {
-                    let secret = key_transport::unwrap(rng, &self.transient, transport.wrapped);
-                    let signed = signer.join().expect("signing does not panic");
-                    (secret, signed)
-                }
-                // No thread to be had: one after the other.
-                Err(_) => (
-                    key_transport::unwrap(rng, &self.transient, transport.wrapped),
-                    sign(),
-                ),
-            }
-        });
+        let secret = key_transport::unwrap(rng, &self.transient, transport.wrapped);
         drop(self.transient);
         let secret = secret?;
         Trace::record(&mut self.trace, "session_secret", secret.as_bytes());
@@ -676,8 +652,14 @@ impl ResponderExpectKeyTransport {
             &identity_body,
             &mut out,
         )?;
-        debug_assert_eq!(self.transcript.hash(), th4);
+        let th4 = self.transcript.hash();
         Trace::record(&mut self.trace, "th4", &th4);
+        let (sig, salt) = signature::sign(
+            &mut StdRng::from_seed(signing_seed),
+            identity,
+            labels::RESPONDER_SIGNATURE,
+            &th4,
+        );
         Trace::record(&mut self.trace, "responder_pss_salt", &salt);
         let body = Auth { signature: &sig }.encode();
         seal_message(

@@ -410,6 +410,58 @@ fn a_replayed_key_transport_fails_against_a_fresh_transient_key() {
     );
 }
 
+/// Issue 12, item 4: garbage in place of KeyTransport costs the responder a
+/// decryption, never a signature with its identity key.
+#[test]
+fn a_garbage_key_transport_costs_no_signature() {
+    use crate::crypto::signature::counter::signatures_by;
+    // A key no other test signs with, so that the count is this test's own.
+    let identity = PrivateKey::generate(&mut rng(9), 2048).unwrap();
+    let h = honest();
+    let garbage = |byte: u8| {
+        let mut m3 = h.flights[2].clone();
+        // The wrapped secret: right length, wrong content.
+        for b in &mut m3[7..] {
+            *b ^= byte;
+        }
+        m3
+    };
+    // Flipped bits, and an honest KeyTransport wrapped to another key (a
+    // replay to a server that has a fresh transient key).
+    let fresh = PrivateKey::generate(&mut rng(10), TRANSIENT_BITS).unwrap();
+    for (m3, transient) in [
+        (garbage(0x01), test_keys::transient()),
+        (garbage(0xA5), test_keys::transient()),
+        (h.flights[2].clone(), fresh),
+    ] {
+        let (responder, _) = Responder::read_client_hello(&h.flights[0])
+            .unwrap()
+            .reply(&mut rng(2), transient)
+            .unwrap();
+        assert_eq!(
+            responder
+                .read_key_transport(&mut rng(4), &identity, "bob", &m3)
+                .err()
+                .unwrap(),
+            ProtocolError::AuthenticationFailed
+        );
+    }
+    assert_eq!(
+        signatures_by(identity.public()),
+        0,
+        "garbage was signed for"
+    );
+    // The honest key transport is signed for, once.
+    let (responder, _) = Responder::read_client_hello(&h.flights[0])
+        .unwrap()
+        .reply(&mut rng(2), test_keys::transient())
+        .unwrap();
+    responder
+        .read_key_transport(&mut rng(4), &identity, "bob", &h.flights[2])
+        .unwrap();
+    assert_eq!(signatures_by(identity.public()), 1);
+}
+
 #[test]
 fn short_or_inconsistent_frames_are_errors_not_panics() {
     let h = honest();

@@ -1,9 +1,12 @@
 //! The network edge: TCP connections, deadlines, and driving the pure
 //! handshake and session over a socket.
 
+pub mod admission;
 pub mod conversation;
+pub mod log;
 pub mod relay;
 pub mod server;
+pub mod slots;
 pub mod transient;
 
 use std::io::{self, Read, Write};
@@ -286,18 +289,36 @@ pub fn initiate(
     }
 }
 
+/// A look at what waits on `stream`, without waiting: `Some(0)` if the
+/// other end has closed it, `Some(n)` if bytes wait, `None` if nothing does.
+fn peek_now(stream: &TcpStream) -> Option<usize> {
+    let mut byte = [std::mem::MaybeUninit::new(0u8)];
+    let flags = libc::MSG_PEEK | libc::MSG_DONTWAIT;
+    match socket2::SockRef::from(stream).recv_with_flags(&mut byte, flags) {
+        Ok(n) => Some(n),
+        Err(e)
+            if matches!(
+                e.kind(),
+                io::ErrorKind::WouldBlock | io::ErrorKind::Interrupted
+            ) =>
+        {
+            None
+        }
+        // Reset, or otherwise broken: gone.
+        Err(_) => Some(0),
+    }
+}
+
+/// Whether the other end has closed or reset `stream`, without waiting:
+/// a peer that left while it waited for a transient key gets none.
+pub(crate) fn peer_has_left(stream: &TcpStream) -> bool {
+    peek_now(stream) == Some(0)
+}
+
 /// Whether the responder has closed the connection (or sent something, which
 /// it may not do before our identity): a look at the socket that does not wait.
 fn hung_up(stream: &TcpStream) -> bool {
-    if stream.set_nonblocking(true).is_err() {
-        return true;
-    }
-    let gone = match stream.peek(&mut [0u8; 1]) {
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => false,
-        Err(e) if e.kind() == io::ErrorKind::Interrupted => false,
-        Ok(_) | Err(_) => true,
-    };
-    stream.set_nonblocking(false).is_err() || gone
+    peek_now(stream).is_some()
 }
 
 /// The first bytes from the other end not decoding as a frame means it does
@@ -311,23 +332,72 @@ fn first_frame_error(error: NetError) -> NetError {
     }
 }
 
+/// When a responder's handshake must have come how far.
+#[derive(Debug, Clone, Copy)]
+pub struct Deadlines {
+    /// The ClientHello must be complete by then.
+    pub hello: Instant,
+    /// The whole handshake must be.
+    pub handshake: Instant,
+}
+
+impl Deadlines {
+    /// From `start`: the handshake deadline in force ([`handshake_timeout`],
+    /// 10 s) for the whole handshake, and half of it (5 s) for the
+    /// ClientHello, so that a connection that says nothing goes soon.
+    pub fn from(start: Instant) -> Self {
+        let whole = handshake_timeout();
+        Self {
+            hello: start + whole / 2,
+            handshake: start + whole,
+        }
+    }
+}
+
 /// Runs the responder's handshake on an accepted connection. A ClientHello of
 /// another version is answered with a Refusal, and so is one that `admit`
 /// turns away (busy). A transient key is taken from `transient` only once a
 /// valid ClientHello has been admitted.
 pub fn respond(
-    mut stream: TcpStream,
+    stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
     admit: impl FnOnce() -> bool,
     transient: impl FnOnce() -> PrivateKey,
 ) -> Result<Connected, NetError> {
-    let deadline = Instant::now() + handshake_timeout();
+    respond_with(
+        stream,
+        rng,
+        identity,
+        nickname,
+        Deadlines::from(Instant::now()),
+        |_| admit().then(transient),
+    )
+}
+
+/// As [`respond`], with the deadlines given, and `transient` called with
+/// the connection once a valid ClientHello has arrived: `None` refuses the
+/// initiator as busy.
+pub fn respond_with(
+    mut stream: TcpStream,
+    rng: &mut impl CryptoRng,
+    identity: &PrivateKey,
+    nickname: &str,
+    deadlines: Deadlines,
+    transient: impl FnOnce(&TcpStream) -> Option<PrivateKey>,
+) -> Result<Connected, NetError> {
+    let deadline = deadlines.handshake;
     stream.set_nodelay(true)?;
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
     let during = "during the handshake";
-    let m1 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
+    let m1 = read_frame(
+        &mut stream,
+        &mut decoder,
+        deadlines.hello.min(deadline),
+        during,
+    )
+    .map_err(first_frame_error)?;
     let refuse = |stream: &mut TcpStream, reason| {
         let _ = stream.write_all(&refusal(reason));
         let _ = stream.shutdown(std::net::Shutdown::Write);
@@ -340,11 +410,11 @@ pub fn respond(
         }
         Err(e) => return Err(e.into()),
     };
-    if !admit() {
+    let Some(transient) = transient(&stream) else {
         refuse(&mut stream, RefusalReason::Busy);
         return Err(ProtocolError::Refused(RefusalReason::Busy).into());
-    }
-    let (state, m2) = state.reply(rng, transient())?;
+    };
+    let (state, m2) = state.reply(rng, transient)?;
     stream.write_all(&m2)?;
     let m3 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let (state, m45) = state.read_key_transport(rng, identity, nickname, m3)?;

@@ -1,144 +1,137 @@
-//! `chat serve`'s listener: handshakes run concurrently (a bounded number),
-//! each with its own transient key; the first to complete while no
-//! conversation is running gets the conversation, and everyone else is told
-//! the server is busy.
+//! `chat serve`'s listener. Each accepted connection is counted in by the
+//! admission rules ([`admission`](super::admission): caps per source prefix
+//! and in total, and who makes room when they are full), and runs its
+//! handshake on a thread of its own, under two deadlines: its ClientHello
+//! within half the handshake timeout (5 s), the whole handshake within it
+//! (10 s). Its transient key comes from the rate-limited, fair
+//! [`TransientPool`]. Once authenticated, it claims a conversation slot
+//! ([`slots`](super::slots): one per key, verified before unverified) and
+//! is handed to the program; if there is no slot for it, it is closed as
+//! busy.
+//!
+//! What happens is told through a [`Log`]: failed handshakes and busy
+//! refusals always, as before; admissions, drops and slot changes with
+//! `verbose`, rate-limited ([`Limited`]).
 
-use std::collections::HashMap;
-use std::io;
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use super::transient::TransientPool;
-use super::{Connected, NetError, respond};
+use rand::RngExt;
+
+use super::admission::{Dropped, Limits, Prefix, Stage, Table, Why};
+use super::log::Limited;
+pub use super::log::Log;
+use super::slots::{DEFAULT_MAX, Evicted, Slot, Slots};
+use super::transient::{self, TransientPool};
+use super::{Connected, Deadlines, NetError, peer_has_left, respond_with};
 use crate::crypto::PrivateKey;
-use crate::protocol::ProtocolError;
-use crate::protocol::{CloseReason, RefusalReason};
+use crate::protocol::{CloseReason, ProtocolError};
+use crate::session::PeerIdentity;
 
-/// Most handshakes (and refusals) in progress at once; more connections are
-/// refused at once without reading anything.
-pub const MAX_PENDING: usize = 64;
-
-/// How long a new connection waits for a conversation that is ending before
-/// it is told the server is busy.
+/// How long an authenticated newcomer waits for a conversation that is
+/// just ending (its peer may already be back) before it is told the
+/// server is busy.
 const BUSY_GRACE: Duration = Duration::from_millis(500);
 
-/// Most handshakes in progress from one IP address, so that one source
-/// cannot fill [`MAX_PENDING`] and keep everyone else out.
-pub const MAX_PENDING_PER_ADDRESS: usize = 8;
+/// Whether the program already trusts a peer's key (pinned in
+/// known_peers.toml): such a peer may displace an unverified conversation.
+pub type Verified = Arc<dyn Fn(&PeerIdentity) -> bool + Send + Sync>;
 
-/// Something the listener wants the user to know.
-pub type Log = Arc<Mutex<Box<dyn FnMut(String) + Send>>>;
+/// How the server behaves.
+pub struct Options {
+    /// Conversations held at once (at least 1).
+    pub max_conversations: usize,
+    /// Log admissions, drops and slot changes, not only failures.
+    pub verbose: bool,
+    /// Which peers count as verified when they arrive; none, if absent.
+    pub verified: Option<Verified>,
+    /// Most transient keys made per second (see [`transient`](super::transient)).
+    pub transient_key_rate: f64,
+}
 
-/// An established connection that holds the conversation slot.
+impl Default for Options {
+    fn default() -> Self {
+        Self {
+            max_conversations: DEFAULT_MAX,
+            verbose: false,
+            verified: None,
+            transient_key_rate: transient::key_rate(),
+        }
+    }
+}
+
+/// An authenticated connection that holds a conversation slot.
 pub struct Incoming {
     /// The connection.
     pub connected: Connected,
     /// Where it came from.
     pub peer_address: SocketAddr,
-    /// Frees the server for the next conversation when dropped.
+    /// Its slot in the conversation table; dropping it frees the slot.
     pub slot: Slot,
+    /// The conversation that gave way to this one (superseded or displaced),
+    /// for a notice.
+    pub evicted: Option<Evicted>,
 }
 
-/// The right to hold the one conversation; released on drop. While it is
-/// held, the transient key generators rest (see [`TransientPool::rest`]).
-pub struct Slot(Arc<State>);
-
-impl Drop for Slot {
-    fn drop(&mut self) {
-        // Before freeing the slot, so that the next holder's rest() wins.
-        self.0.keys.resume();
-        self.0.busy.store(false, Ordering::SeqCst);
-    }
-}
-
-struct State {
-    busy: AtomicBool,
-    pending: Mutex<Pending>,
-    keys: TransientPool,
-}
-
-/// Connections whose handshake (or refusal) is in progress.
-#[derive(Default)]
+/// What the listener keeps of an unauthenticated connection.
 struct Pending {
-    total: usize,
-    by_address: HashMap<IpAddr, usize>,
+    /// For dropping it.
+    stream: TcpStream,
+    address: SocketAddr,
+    /// Set (under the admission lock) when it was dropped for a newcomer.
+    dropped: Arc<AtomicBool>,
 }
 
-impl State {
-    /// Whether the conversation slot is free, waiting up to `grace` for a
-    /// conversation that is just ending (its peer may already be back).
-    fn wait_until_free(&self, grace: Duration) -> bool {
-        let deadline = std::time::Instant::now() + grace;
-        while self.busy.load(Ordering::SeqCst) {
-            if std::time::Instant::now() >= deadline {
-                return false;
-            }
-            thread::sleep(Duration::from_millis(5));
-        }
-        true
-    }
-
-    /// Counts a new connection from `ip` in, if the limits allow.
-    fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<PendingGuard> {
-        let mut pending = self.pending.lock().unwrap_or_else(|p| p.into_inner());
-        let from_ip = pending.by_address.get(&ip).copied().unwrap_or(0);
-        if pending.total >= MAX_PENDING || from_ip >= MAX_PENDING_PER_ADDRESS {
-            return None;
-        }
-        pending.total += 1;
-        pending.by_address.insert(ip, from_ip + 1);
-        Some(PendingGuard(Arc::clone(self), ip))
-    }
-}
-
-/// Counts a connection out when its thread ends.
-struct PendingGuard(Arc<State>, IpAddr);
-
-impl Drop for PendingGuard {
-    fn drop(&mut self) {
-        let mut pending = self.0.pending.lock().unwrap_or_else(|p| p.into_inner());
-        pending.total -= 1;
-        if let Some(count) = pending.by_address.get_mut(&self.1) {
-            *count -= 1;
-            if *count == 0 {
-                pending.by_address.remove(&self.1);
-            }
-        }
-    }
-}
-
-/// Everything a handshake needs.
 struct Context {
     identity: Arc<PrivateKey>,
     nickname: String,
-    state: Arc<State>,
+    admission: Mutex<Table<Pending>>,
+    keys: TransientPool,
+    slots: Slots,
     incoming: Sender<Incoming>,
-    log: Log,
+    log: Limited,
+    options: Options,
 }
 
-/// Starts accepting on `listener` in the background; established
-/// conversations arrive on the returned channel, one at a time.
+impl Context {
+    fn admission(&self) -> MutexGuard<'_, Table<Pending>> {
+        self.admission.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A line for `-v`.
+    fn verbose(&self, line: impl FnOnce() -> String) {
+        if self.options.verbose {
+            self.log.line(line());
+        }
+    }
+}
+
+/// Starts accepting on `listener` in the background; authenticated
+/// connections arrive on the returned channel, each with its slot.
 pub fn serve(
     listener: TcpListener,
     identity: Arc<PrivateKey>,
     nickname: String,
+    options: Options,
     log: Log,
 ) -> Receiver<Incoming> {
     let (incoming, conversations) = channel();
     let context = Arc::new(Context {
         identity,
         nickname,
-        state: Arc::new(State {
-            busy: AtomicBool::new(false),
-            pending: Mutex::new(Pending::default()),
-            keys: TransientPool::start(4),
-        }),
+        admission: Mutex::new(Table::new(Limits::default())),
+        keys: TransientPool::start_with(
+            transient::READY,
+            Duration::from_secs_f64(1.0 / options.transient_key_rate.clamp(0.1, 1e6)),
+        ),
+        slots: Slots::new(options.max_conversations),
         incoming,
-        log,
+        log: Limited::new(log),
+        options,
     });
     thread::Builder::new()
         .name("chat-listener".into())
@@ -153,98 +146,232 @@ fn accept_loop(listener: &TcpListener, context: &Arc<Context>) {
             Ok(stream) => stream,
             Err(e) => {
                 // Out of descriptors, for instance: wait instead of spinning.
-                log(context, format!("accepting a connection failed: {e}"));
+                context
+                    .log
+                    .always(format!("accepting a connection failed: {e}"));
                 thread::sleep(Duration::from_millis(100));
                 continue;
             }
         };
-        let Some(guard) = stream
-            .peer_addr()
-            .ok()
-            .and_then(|peer| context.state.admit(peer.ip()))
-        else {
-            // Too many at once: no thread, no reading, just a refusal.
-            let _ = io::Write::write_all(
-                &mut &stream,
-                &crate::handshake::refusal(RefusalReason::Busy),
-            );
+        let Ok(address) = stream.peer_addr() else {
             continue;
         };
-        let for_thread = Arc::clone(context);
-        let spawned = thread::Builder::new()
-            .name("chat-handshake".into())
-            .spawn(move || {
-                let _guard = guard;
-                handle(stream, &for_thread);
-            });
-        if let Err(e) = spawned {
-            log(
-                context,
-                format!("cannot start a thread for a connection: {e}"),
-            );
-        }
+        let kept = match stream.try_clone() {
+            Ok(kept) => kept,
+            Err(e) => {
+                context
+                    .log
+                    .always(format!("cannot keep track of {address}: {e}"));
+                continue;
+            }
+        };
+        admit(context, stream, kept, address);
     }
 }
 
-fn handle(stream: TcpStream, context: &Context) {
-    let peer_address = match stream.peer_addr() {
-        Ok(address) => address,
-        Err(_) => return,
+/// Counts a new connection in (making room if need be) and starts its
+/// handshake.
+fn admit(context: &Arc<Context>, stream: TcpStream, kept: TcpStream, address: SocketAddr) {
+    // The deadlines count from here.
+    let deadlines = Deadlines::from(Instant::now());
+    let prefix = Prefix::of(address.ip());
+    let dropped = Arc::new(AtomicBool::new(false));
+    let pending = Pending {
+        stream: kept,
+        address,
+        dropped: Arc::clone(&dropped),
     };
-    let mut rng = rand::rng();
-    let connected = match respond(
-        stream,
-        &mut rng,
-        &context.identity,
-        &context.nickname,
-        || {
-            let free = context.state.wait_until_free(BUSY_GRACE);
-            if !free {
-                // Before the refusal goes out: the server may be gone soon after.
-                log(
-                    context,
-                    format!("refused {peer_address}: busy in a conversation"),
-                );
-            }
-            free
-        },
-        || context.state.keys.take(),
-    ) {
-        Ok(connected) => connected,
-        Err(NetError::Protocol(ProtocolError::Refused(_))) => return,
-        Err(e) => {
-            log(
-                context,
-                format!("handshake with {peer_address} failed: {e}"),
-            );
-            return;
+    let (id, victim, from_prefix, total) = {
+        let mut table = context.admission();
+        let admitted = table.admit(prefix, pending, |n| rand::rng().random_range(0..n));
+        if let Some(victim) = &admitted.dropped {
+            victim.handle.dropped.store(true, Ordering::SeqCst);
         }
+        (
+            admitted.id,
+            admitted.dropped,
+            table.count(prefix),
+            table.total(),
+        )
     };
-    if context
-        .state
-        .busy
-        .compare_exchange(false, true, Ordering::SeqCst, Ordering::SeqCst)
-        .is_err()
-    {
-        // Another handshake finished first.
-        connected.close(CloseReason::Busy);
-        log(
-            context,
-            format!("refused {peer_address}: busy in a conversation"),
-        );
-        return;
+    if let Some(victim) = victim {
+        make_room(context, victim, address);
     }
-    context.state.keys.rest();
-    let slot = Slot(Arc::clone(&context.state));
-    let _ = context.incoming.send(Incoming {
-        connected,
-        peer_address,
-        slot,
+    context.verbose(|| {
+        format!("admitted {address} ({from_prefix} unauthenticated from {prefix}, {total} in all)")
+    });
+    let for_thread = Arc::clone(context);
+    let spawned = thread::Builder::new()
+        .name("chat-handshake".into())
+        .spawn(move || {
+            let connection = Connection {
+                id,
+                prefix,
+                address,
+                deadlines,
+            };
+            handle(stream, &connection, &dropped, &for_thread);
+        });
+    if let Err(e) = spawned {
+        context.admission().remove(id);
+        context
+            .log
+            .always(format!("cannot start a thread for {address}: {e}"));
+    }
+}
+
+/// Ends a connection dropped to admit `newcomer`. One waiting for a key is
+/// woken and refuses its peer as busy itself; the others are cut.
+fn make_room(context: &Context, victim: Dropped<Pending>, newcomer: SocketAddr) {
+    context.keys.cancel(victim.id);
+    if victim.stage != Stage::WaitingForKey {
+        let _ = victim.handle.stream.shutdown(Shutdown::Both);
+    }
+    context.verbose(|| {
+        let why = match victim.why {
+            Why::PrefixFull => format!(
+                "the oldest unauthenticated connection from {}, which had {}",
+                victim.prefix,
+                context.admission().limits().per_prefix
+            ),
+            Why::TotalFull => format!(
+                "{} unauthenticated connections in all; one from the fullest prefix, {}, made room",
+                context.admission().limits().total,
+                victim.prefix
+            ),
+        };
+        format!(
+            "dropped {} ({}) for {newcomer}: {why}",
+            victim.handle.address, victim.stage
+        )
     });
 }
 
-fn log(context: &Context, line: String) {
-    if let Ok(mut log) = context.log.lock() {
-        log(line);
+/// An unauthenticated connection, as its thread knows it.
+struct Connection {
+    id: u64,
+    prefix: Prefix,
+    address: SocketAddr,
+    deadlines: Deadlines,
+}
+
+/// One connection's handshake, then its claim to a slot.
+fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, context: &Context) {
+    let Connection {
+        id,
+        prefix,
+        address,
+        deadlines,
+    } = *connection;
+    let mut no_key = false;
+    let result = respond_with(
+        stream,
+        &mut rand::rng(),
+        &context.identity,
+        &context.nickname,
+        deadlines,
+        |stream| {
+            if !context.admission().advance(id, Stage::WaitingForKey) {
+                return None;
+            }
+            let Some(key) = context.keys.take(id, prefix, deadlines.handshake, dropped) else {
+                no_key = !dropped.load(Ordering::SeqCst);
+                return None;
+            };
+            // A key nobody has seen goes back to the pool if the connection
+            // was dropped or its peer left while it waited.
+            if peer_has_left(stream) || !context.admission().advance(id, Stage::Handshaking) {
+                context.keys.give_back(key, prefix);
+                return None;
+            }
+            Some(key)
+        },
+    );
+    context.admission().remove(id);
+    if dropped.load(Ordering::SeqCst) {
+        // Told and logged by whoever made room.
+        return;
+    }
+    let connected = match result {
+        Ok(connected) => {
+            context.keys.completed(prefix);
+            connected
+        }
+        Err(NetError::Protocol(ProtocolError::Refused(_))) => {
+            if no_key {
+                context.verbose(|| {
+                    format!(
+                        "refused {address}: busy (no transient key within the handshake deadline)"
+                    )
+                });
+            }
+            return;
+        }
+        Err(e) => {
+            context
+                .log
+                .always(format!("handshake with {address} failed: {e}"));
+            return;
+        }
+    };
+    claim(context, connected, address);
+}
+
+/// Gives an authenticated connection a slot and hands it to the program,
+/// or closes it as busy.
+fn claim(context: &Context, connected: Connected, address: SocketAddr) {
+    let peer = &connected.established.peer;
+    let fingerprint = peer.key.fingerprint();
+    let verified = context.options.verified.as_ref().is_some_and(|f| f(peer));
+    // Until the program says how to close it, a conversation that must give
+    // way is cut.
+    let cut = connected.stream.try_clone().ok();
+    let closer = Box::new(move |_| {
+        if let Some(stream) = cut {
+            let _ = stream.shutdown(Shutdown::Both);
+        }
+    });
+    match context
+        .slots
+        .claim(fingerprint, verified, closer, BUSY_GRACE)
+    {
+        Ok((slot, evicted)) => {
+            if let Some(evicted) = &evicted {
+                context.verbose(|| {
+                    format!(
+                        "conversation {} gave way to {address}: {} (idle {} s)",
+                        evicted.id,
+                        match evicted.reason {
+                            CloseReason::Superseded => "same key, newer session",
+                            _ => "unverified and idle the longest, for a verified peer",
+                        },
+                        evicted.idle.as_secs()
+                    )
+                });
+            }
+            context.verbose(|| {
+                format!(
+                    "conversation {} with {address}{} ({} of {} held)",
+                    slot.id(),
+                    if verified { ", verified" } else { "" },
+                    context.slots.list().len(),
+                    context.slots.max()
+                )
+            });
+            let _ = context.incoming.send(Incoming {
+                connected,
+                peer_address: address,
+                slot,
+                evicted,
+            });
+        }
+        Err(_) => {
+            connected.close(CloseReason::Busy);
+            context.log.always(format!(
+                "refused {address}: busy ({} conversation{} held, none can give way)",
+                context.slots.max(),
+                if context.slots.max() == 1 { "" } else { "s" }
+            ));
+        }
     }
 }

@@ -119,7 +119,15 @@ REJECT_REASONS = {1: "declined", 2: "expired", 3: "unsafe name", 4: "too large",
 VERDICTS = {0: "saved", 1: "hash mismatch", 2: "could not write", 3: "name taken"}
 CANCEL_REASONS = {0: "answer", 1: "user", 2: "could not read", 3: "could not write"}
 
-CLOSE_REASONS = {0: "goodbye", 1: "untrusted", 2: "too large", 3: "busy", 4: "protocol error"}
+CLOSE_REASONS = {
+    0: "goodbye",
+    1: "untrusted",
+    2: "too large",
+    3: "busy",
+    4: "protocol error",
+    5: "superseded",
+    6: "displaced",
+}
 
 # Section 14: the scenario the vector file records.
 EXPECTED_MESSAGES = {
