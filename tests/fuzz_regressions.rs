@@ -69,7 +69,7 @@ fn vector_plaintexts() -> Vec<Vec<u8>> {
             out.push(input);
         }
     }
-    assert_eq!(out.len(), 3 + 10, "three key updates and ten file records");
+    assert_eq!(out.len(), 4 + 10, "four key updates and ten file records");
     out
 }
 

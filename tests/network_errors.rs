@@ -111,10 +111,14 @@ fn a_silent_server_times_out() {
         drop(stream);
     });
     let home = TestHome::with_identity("initiator");
+    let message = home.file("message.txt");
+    std::fs::write(&message, "hello").unwrap();
     let started = std::time::Instant::now();
     let outcome = Outcome::of(
         home.chat()
             .args(["send", &format!("127.0.0.1:{port}"), "--accept-new"])
+            .arg("--file")
+            .arg(&message)
             .env("CHAT_HANDSHAKE_TIMEOUT", "3")
             .output()
             .unwrap(),

@@ -409,7 +409,9 @@ fn sessions_leave_no_trace_after(sessions: u32) {
     // The default timeouts: these sessions are honest, and a busy machine
     // must not make one time out.
     let mut command = serve_command(&bob, &["--accept-new", "--json"]);
-    command.stdin(Stdio::null());
+    command
+        .stdin(Stdio::null())
+        .env("CHAT_TRANSIENT_KEY_RATE", "1000");
     let server = Running::spawn(command);
     let port = server.port();
     let pid = server.pid();

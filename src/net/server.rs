@@ -264,6 +264,7 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
         deadlines,
     } = *connection;
     let mut no_key = false;
+    let mut left = false;
     let result = respond_with(
         stream,
         &mut rand::rng(),
@@ -280,7 +281,8 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
             };
             // A key nobody has seen goes back to the pool if the connection
             // was dropped or its peer left while it waited.
-            if peer_has_left(stream) || !context.admission().advance(id, Stage::Handshaking) {
+            left = peer_has_left(stream);
+            if left || !context.admission().advance(id, Stage::Handshaking) {
                 context.keys.give_back(key, prefix);
                 return None;
             }
@@ -298,7 +300,11 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
             connected
         }
         Err(NetError::Protocol(ProtocolError::Refused(_))) => {
-            if no_key {
+            if left {
+                context.log.always(format!(
+                    "handshake with {address} failed: the peer left before the server's reply"
+                ));
+            } else if no_key {
                 context.verbose(|| {
                     format!(
                         "refused {address}: busy (no transient key within the handshake deadline)"
