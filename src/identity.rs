@@ -142,9 +142,8 @@ pub fn load(
 
 /// Writes a new identity to `path`, encrypted when `passphrase` is given.
 ///
-/// Without `force`, an existing key is refused ([`IdentityError::Exists`]),
-/// and the new key is renamed into place only if no other process created
-/// one meanwhile ([`IdentityError::CreatedMeanwhile`]; the other key is
+/// Without `force`, the new key is renamed into place only if no key is
+/// there ([`IdentityError::CreatedMeanwhile`] otherwise; the other key is
 /// kept). With `force`, an existing key is kept as `PATH.old` (or
 /// `PATH.old.1`, `.2`, ... if that name is taken) before the new key
 /// atomically takes its place. Returns the backup's path, if any.
@@ -155,12 +154,10 @@ pub fn save(
     force: bool,
     rng: &mut impl CryptoRng,
 ) -> Result<Option<PathBuf>, IdentityError> {
-    let exists = fs::symlink_metadata(path).is_ok();
-    if exists && !force {
-        return Err(IdentityError::Exists {
-            path: path.to_path_buf(),
-        });
-    }
+    // Without `force`, no look before the write: a key that appeared while
+    // ours was being generated is found by the no-replace rename below, and
+    // is another process's, not one to replace (the caller looked for an
+    // existing key before it generated).
     let pem = match passphrase {
         Some(passphrase) => key.to_pkcs8_encrypted_pem(rng, passphrase),
         None => key.to_pkcs8_pem(),
@@ -176,7 +173,7 @@ pub fn save(
             Err(e) => Err(io_error(path)(e)),
         };
     }
-    let backup = if exists {
+    let backup = if fs::symlink_metadata(path).is_ok() {
         // A hard link keeps the old key reachable at every instant: the
         // rename below swaps the new key in without a moment of no identity.
         Some(link_backup(path)?)
@@ -234,7 +231,7 @@ pub fn load_or_create(
             })?;
             match save(path, &key, None, false, rng) {
                 Ok(_) => Ok((key, Origin::Created)),
-                Err(IdentityError::CreatedMeanwhile { .. } | IdentityError::Exists { .. }) => {
+                Err(IdentityError::CreatedMeanwhile { .. }) => {
                     load(path, &mut passphrase).map(|key| (key, Origin::CreatedMeanwhile))
                 }
                 Err(e) => Err(e),
@@ -304,7 +301,7 @@ mod tests {
         save(&path, &test_keys::initiator(), None, false, &mut rng).unwrap();
         assert!(matches!(
             save(&path, &test_keys::responder(), None, false, &mut rng),
-            Err(IdentityError::Exists { .. })
+            Err(IdentityError::CreatedMeanwhile { .. })
         ));
         let first = save(&path, &test_keys::responder(), None, true, &mut rng).unwrap();
         assert_eq!(first, Some(dir.path().join("identity.pem.old")));

@@ -16,6 +16,10 @@
 //! `vt100`), every row that shows its text must start with its label or
 //! with the continuation marker, and no row may start like a verified
 //! label.
+//!
+//! The hostile sender of item 12, which checks that receipts come only for
+//! what was written, is `tests/receipts.rs`
+//! `a_hostile_sender_gets_receipts_only_for_what_was_written`.
 
 mod common;
 

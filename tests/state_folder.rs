@@ -284,6 +284,8 @@ fn concurrent_identity_creation_keeps_exactly_one_key() {
                 err.contains("by another chat process meanwhile") || err.contains("already exists"),
                 "{err}"
             );
+            // Never the advice that would destroy the winner's key.
+            assert!(!err.contains("--force"), "{err}");
         }
     }
     assert_eq!(created, 1, "{outcomes:#?}");
