@@ -68,24 +68,41 @@ pub(super) fn announce(
     address: Option<&str>,
     initiator: bool,
 ) {
+    announce_in(None, view, me, json, notice, address, initiator);
+}
+
+/// As [`announce`], for conversation `conversation` of several (its JSON
+/// event carries the number).
+pub(super) fn announce_in(
+    conversation: Option<u64>,
+    view: &Arc<Mutex<PeerView>>,
+    me: &Me,
+    json: bool,
+    notice: &Notice,
+    address: Option<&str>,
+    initiator: bool,
+) {
     let view = view.lock().expect("peer view");
     if json {
-        json_event(json!({
-            "event": "connected",
-            "role": if initiator { "initiator" } else { "responder" },
-            "address": address.map(str::to_string).or_else(|| view.address.as_ref().map(ToString::to_string)),
-            "peer": {
-                "nickname": view.nickname,
-                "fingerprint": view.key.fingerprint().to_string(),
-                "name": match &view.standing { Standing::Verified(name) => Some(name.clone()), Standing::Unverified => None },
-                "trust": match (&view.standing, view.pinned_now) {
-                    (Standing::Verified(_), true) => "pinned_now",
-                    (Standing::Verified(_), false) => "verified",
-                    (Standing::Unverified, _) => "unverified",
+        json_event(output::in_conversation(
+            conversation,
+            json!({
+                "event": "connected",
+                "role": if initiator { "initiator" } else { "responder" },
+                "address": address.map(str::to_string).or_else(|| view.address.as_ref().map(ToString::to_string)),
+                "peer": {
+                    "nickname": view.nickname,
+                    "fingerprint": view.key.fingerprint().to_string(),
+                    "name": match &view.standing { Standing::Verified(name) => Some(name.clone()), Standing::Unverified => None },
+                    "trust": match (&view.standing, view.pinned_now) {
+                        (Standing::Verified(_), true) => "pinned_now",
+                        (Standing::Verified(_), false) => "verified",
+                        (Standing::Unverified, _) => "unverified",
+                    },
                 },
-            },
-            "safety_number": SafetyNumber::new(me.identity.public(), &view.key).to_string(),
-        }));
+                "safety_number": SafetyNumber::new(me.identity.public(), &view.key).to_string(),
+            }),
+        ));
     }
     let address = address
         .map(str::to_string)
