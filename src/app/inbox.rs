@@ -92,8 +92,8 @@ fn gave_way(evicted: &Evicted, name: Option<&str>, newcomer: &str, id: u64, max:
              one is closed (superseded)."
         ),
         _ => format!(
-            "{old}, unverified and idle {} s, gave way to {newcomer} (#{id}), a verified peer: all \
-             {max} conversations were taken. It is closed (displaced), and its peer is told why.",
+            "{old}, not verified and idle {} s, gave way to {newcomer} (#{id}), a verified peer: \
+             all {max} conversations were taken. It is closed (displaced), and its peer is told why.",
             evicted.idle.as_secs()
         ),
     }
@@ -163,7 +163,7 @@ impl Dispatcher {
         };
         slot.set_verified(starts_verified(&view, &self.policy));
         let id = slot.id();
-        let name = super::repl::label_of(&view);
+        let name = super::repl::name_of(&view);
         if let Some(evicted) = &evicted {
             let old = lock(names).get(&evicted.id).cloned();
             say(gave_way(
@@ -421,8 +421,16 @@ pub(super) fn batch_inbox(
                     }
                 };
                 slot.set_verified(starts_verified(&view, policy));
-                let name = view.marked_label();
+                let name = view.label();
                 if let Some(evicted) = &evicted {
+                    // It is closed already; its end will follow.
+                    {
+                        let mut registry = batch.registry();
+                        registry.open.retain(|h| h.id != evicted.id);
+                        if registry.target == Some(evicted.id) {
+                            registry.target = None;
+                        }
+                    }
                     let old = names.get(&evicted.id).map(String::as_str);
                     let line =
                         gave_way(evicted, old, &name, id, usize::from(args.max_conversations));

@@ -820,10 +820,9 @@ impl Repl {
 /// The user asked to leave.
 struct Leave;
 
-/// A peer's name and trust marker as the REPL shows them (`bob ✓`,
-/// `mallory ?`), escaped.
-pub fn label_of(view: &PeerView) -> String {
-    screen::label(view)
+/// A peer's name as the REPL shows it, escaped.
+pub fn name_of(view: &PeerView) -> String {
+    screen::name(view)
 }
 
 /// Whether a line continues on the next (ends in a single `\`).
