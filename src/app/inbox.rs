@@ -203,18 +203,21 @@ impl Dispatcher {
             .name("chat-conversation".into())
             .spawn(move || {
                 let summary = conversation.wait();
+                let gave_way = slot.evicted().is_some();
                 drop(slot);
                 lock(&names).remove(&id);
-                this.ended(conclude(&summary), lock(&names).is_empty());
+                this.ended(conclude(&summary), lock(&names).is_empty(), gave_way);
             });
         if let Err(e) = waiting {
             say(format!("chat: cannot start a thread: {e}"));
         }
     }
 
-    /// A conversation ended with `result`; `none_left` if no other is open.
-    fn ended(&self, result: Result<(), Error>, none_left: bool) {
-        if self.once || self.repl.is_quitting() {
+    /// A conversation ended with `result`; `none_left` if no other is open;
+    /// `gave_way` if it was superseded or displaced (then it is not the one
+    /// `--once` waits for: the one that took its place is).
+    fn ended(&self, result: Result<(), Error>, none_left: bool, gave_way: bool) {
+        if (self.once && !gave_way) || self.repl.is_quitting() {
             // The program ends with this result (and prints its error).
             let _ = self.results.send(result);
             self.repl.finish();

@@ -19,7 +19,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Context;
-use super::batch::batch;
+use super::batch::batch_in;
 use super::connect::report_key_change;
 use super::inbox;
 use super::output::json_event;
@@ -81,11 +81,14 @@ fn without_terminal(
         return inbox::batch_inbox(&context.home, args, me, conversations, policy);
     }
     let known_peers = context.home.known_peers_path();
-    let report = |error: &Error| {
+    let report = |conversation: u64, error: &Error| {
         if args.common.json {
-            json_event(
-                json!({"event": "error", "message": error.to_string(), "exit_code": error.exit_code()}),
-            );
+            json_event(json!({
+                "event": "error",
+                "message": error.to_string(),
+                "exit_code": error.exit_code(),
+                "conversation": conversation,
+            }));
         }
     };
     for incoming in conversations {
@@ -99,22 +102,35 @@ fn without_terminal(
             Err(error) => {
                 report_key_change(&error);
                 connected.close(CloseReason::Untrusted);
+                report(slot.id(), &error);
                 drop(slot);
-                report(&error);
                 eprintln!("chat: {error}");
             }
             Ok(view) => {
                 let view = Arc::new(Mutex::new(view));
                 let address = Some(peer_address.to_string());
-                let result = batch(context, me, connected, view, &args.common, address);
+                let result = batch_in(
+                    context,
+                    me,
+                    connected,
+                    view,
+                    &args.common,
+                    address,
+                    Some(&slot),
+                );
+                // One that gave way (to a newer session with the same key,
+                // or to a verified peer) is not the conversation `--once`
+                // waits for: the one that took its place is.
+                let gave_way = slot.evicted().is_some();
+                let id = slot.id();
                 drop(slot);
                 // A message we could not write (standard output failed)
                 // would fail again with the next peer: stop, with that error.
-                if args.once || matches!(result, Err(Error::Undeliverable { .. })) {
+                if (args.once && !gave_way) || matches!(result, Err(Error::Undeliverable { .. })) {
                     return result;
                 }
                 if let Err(error) = &result {
-                    report(error);
+                    report(id, error);
                     eprintln!("chat: {error}");
                 }
             }
