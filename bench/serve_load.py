@@ -34,7 +34,7 @@ import threading
 import time
 
 KEYS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "docs", "vectors", "keys")
-HELLO = bytes([0, 0, 0, 38, 1]) + b"chat" + bytes([1]) + bytes(32)
+HELLO = bytes([0, 0, 0, 38, 1]) + b"chat" + bytes([2]) + bytes(32)  # a version-2 ClientHello (PROTOCOL.md 5.1)
 TICK = os.sysconf("SC_CLK_TCK")
 
 

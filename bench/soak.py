@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 
-HELLO = bytes([0, 0, 0, 38, 1]) + b"chat" + bytes([1]) + bytes(32)
+HELLO = bytes([0, 0, 0, 38, 1]) + b"chat" + bytes([2]) + bytes(32)  # a version-2 ClientHello (PROTOCOL.md 5.1)
 
 
 def status(pid, field):

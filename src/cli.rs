@@ -39,7 +39,7 @@ pub enum Command {
     /// Look after the pinned keys of known peers (known_peers.toml)
     #[command(subcommand)]
     Peers(PeersCommand),
-    /// Wait for peers to connect, one conversation at a time
+    /// Wait for peers to connect, several conversations at once
     Serve(ServeArgs),
     /// Connect to a peer and talk
     Connect(ConnectArgs),
@@ -97,9 +97,14 @@ pub struct ServeArgs {
     /// Address and port to listen on (port 0 picks a free one)
     #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7777")]
     pub listen: std::net::SocketAddr,
-    /// Exit after the first conversation (peers refused by the trust policy don't count)
-    #[arg(long)]
+    /// Exit after the first conversation (peers refused by the trust policy don't count);
+    /// holds one conversation at a time
+    #[arg(long, conflicts_with = "max_conversations")]
     pub once: bool,
+    /// Conversations held at once, one per peer key; when all are taken, a
+    /// verified peer displaces the unverified one idle the longest
+    #[arg(long, value_name = "N", default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub max_conversations: u16,
     /// Largest message shown in full on the terminal; a larger one shows its
     /// first lines and is kept for /save (suffixes K, M, G)
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]

@@ -16,6 +16,7 @@ use crate::error::Error;
 use crate::home::Home;
 use crate::net::Connected;
 use crate::net::conversation::{Conversation, Sender};
+use crate::net::slots::{Activity, Slot, Tracked};
 use crate::protocol::CloseReason;
 use crate::sanitize;
 
@@ -31,8 +32,26 @@ pub(super) fn batch(
     common: &CommonArgs,
     address: Option<String>,
 ) -> Result<(), Error> {
+    batch_in(context, me, connected, view, common, address, None)
+}
+
+/// As [`batch`], for a conversation that holds `slot` in `chat serve`'s
+/// table: its `--json` events carry the slot's number, what it sends and
+/// receives is activity, and it closes with the table's reason if it must
+/// give way.
+pub(super) fn batch_in(
+    context: &Context,
+    me: &Me,
+    connected: Connected,
+    view: Arc<Mutex<PeerView>>,
+    common: &CommonArgs,
+    address: Option<String>,
+    slot: Option<&Slot>,
+) -> Result<(), Error> {
     let notice = output::stderr_notice();
-    announce(
+    let number = slot.map(Slot::id);
+    announce_in(
+        number,
         &view,
         me,
         common.json,
@@ -41,9 +60,21 @@ pub(super) fn batch(
         address.is_none(),
     );
     let handler = OutputHandler::new(Arc::clone(&view), common.json, notice.clone());
-    let conversation = Conversation::over(connected, common.max_message, handler)
-        .map_err(Error::io("starting the conversation"))?;
+    let conversation = match slot {
+        Some(slot) => Conversation::over(
+            connected,
+            common.max_message,
+            Tracked::new(handler.in_conversation(slot.id()), slot.activity()),
+        ),
+        None => Conversation::over(connected, common.max_message, handler),
+    }
+    .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();
+    if let Some(slot) = slot {
+        let sender = sender.clone();
+        slot.on_evict(move |reason| sender.close(reason));
+    }
+    let activity = slot.map(Slot::activity);
     {
         let view = Arc::clone(&view);
         let home = context.home.clone();
@@ -53,7 +84,13 @@ pub(super) fn batch(
             nickname: me.nickname.clone(),
         };
         let notice = notice.clone();
-        std::thread::spawn(move || read_commands(&sender, &view, &home, &me, json, &notice));
+        let numbered = Numbered {
+            conversation: number,
+            activity,
+        };
+        std::thread::spawn(move || {
+            read_commands(&sender, &view, &home, &me, json, &notice, &numbered);
+        });
     }
     let summary = conversation.wait();
     conclude(&summary)
@@ -68,24 +105,41 @@ pub(super) fn announce(
     address: Option<&str>,
     initiator: bool,
 ) {
+    announce_in(None, view, me, json, notice, address, initiator);
+}
+
+/// As [`announce`], for conversation `conversation` of several (its JSON
+/// event carries the number).
+pub(super) fn announce_in(
+    conversation: Option<u64>,
+    view: &Arc<Mutex<PeerView>>,
+    me: &Me,
+    json: bool,
+    notice: &Notice,
+    address: Option<&str>,
+    initiator: bool,
+) {
     let view = view.lock().expect("peer view");
     if json {
-        json_event(json!({
-            "event": "connected",
-            "role": if initiator { "initiator" } else { "responder" },
-            "address": address.map(str::to_string).or_else(|| view.address.as_ref().map(ToString::to_string)),
-            "peer": {
-                "nickname": view.nickname,
-                "fingerprint": view.key.fingerprint().to_string(),
-                "name": match &view.standing { Standing::Verified(name) => Some(name.clone()), Standing::Unverified => None },
-                "trust": match (&view.standing, view.pinned_now) {
-                    (Standing::Verified(_), true) => "pinned_now",
-                    (Standing::Verified(_), false) => "verified",
-                    (Standing::Unverified, _) => "unverified",
+        json_event(output::in_conversation(
+            conversation,
+            json!({
+                "event": "connected",
+                "role": if initiator { "initiator" } else { "responder" },
+                "address": address.map(str::to_string).or_else(|| view.address.as_ref().map(ToString::to_string)),
+                "peer": {
+                    "nickname": view.nickname,
+                    "fingerprint": view.key.fingerprint().to_string(),
+                    "name": match &view.standing { Standing::Verified(name) => Some(name.clone()), Standing::Unverified => None },
+                    "trust": match (&view.standing, view.pinned_now) {
+                        (Standing::Verified(_), true) => "pinned_now",
+                        (Standing::Verified(_), false) => "verified",
+                        (Standing::Unverified, _) => "unverified",
+                    },
                 },
-            },
-            "safety_number": SafetyNumber::new(me.identity.public(), &view.key).to_string(),
-        }));
+                "safety_number": SafetyNumber::new(me.identity.public(), &view.key).to_string(),
+            }),
+        ));
     }
     let address = address
         .map(str::to_string)
@@ -93,6 +147,12 @@ pub(super) fn announce(
     for line in describe_peer(&view, address.as_deref()) {
         notify(notice, line);
     }
+}
+
+/// A conversation's number and activity clock, when it holds a slot.
+struct Numbered {
+    conversation: Option<u64>,
+    activity: Option<Activity>,
 }
 
 /// The stdin loop of [`batch`].
@@ -103,6 +163,7 @@ fn read_commands(
     me: &Me,
     json: bool,
     notice: &Notice,
+    numbered: &Numbered,
 ) {
     let stdin = io::stdin();
     let mut lines = stdin.lock();
@@ -148,7 +209,10 @@ fn read_commands(
                             Ok(line) => {
                                 if json {
                                     let name = view.lock().expect("peer view").label();
-                                    json_event(json!({"event": "trusted", "name": name}));
+                                    json_event(output::in_conversation(
+                                        numbered.conversation,
+                                        json!({"event": "trusted", "name": name}),
+                                    ));
                                 }
                                 notify(notice, line)
                             }
@@ -169,8 +233,14 @@ fn read_commands(
         };
         match sender.send(text) {
             Ok(id) => {
+                if let Some(activity) = &numbered.activity {
+                    activity.touch();
+                }
                 if json {
-                    json_event(json!({"event": "sent", "id": id}));
+                    json_event(output::in_conversation(
+                        numbered.conversation,
+                        json!({"event": "sent", "id": id}),
+                    ));
                 }
             }
             Err(e) => {

@@ -2,6 +2,7 @@
 
 mod batch;
 mod connect;
+mod inbox;
 mod keys;
 pub mod output;
 mod peer;
@@ -10,6 +11,7 @@ pub mod progress;
 mod receive;
 mod relay;
 mod repl;
+mod routing;
 mod send;
 mod serve;
 mod shell;

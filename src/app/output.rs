@@ -38,6 +38,18 @@ pub fn json_event(event: serde_json::Value) {
     let _ = write_json_event(&event);
 }
 
+/// `event` with `"conversation": id` added, if there is an id (`chat
+/// serve`, which may hold several conversations at once, numbers them).
+pub fn in_conversation(
+    conversation: Option<u64>,
+    mut event: serde_json::Value,
+) -> serde_json::Value {
+    if let (Some(id), Some(fields)) = (conversation, event.as_object_mut()) {
+        fields.insert("conversation".into(), id.into());
+    }
+    event
+}
+
 /// Writes one JSON event as a line on standard output and flushes it.
 pub fn write_json_event(event: &serde_json::Value) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
@@ -92,6 +104,8 @@ pub struct OutputHandler {
     pieces: sanitize::Utf8Pieces,
     streamed: u64,
     last_byte: Option<u8>,
+    /// The conversation's number in `--json` events, if it has one.
+    conversation: Option<u64>,
 }
 
 impl OutputHandler {
@@ -108,7 +122,24 @@ impl OutputHandler {
             pieces: sanitize::Utf8Pieces::default(),
             streamed: 0,
             last_byte: None,
+            conversation: None,
         }
+    }
+
+    /// Numbers every `--json` event of this conversation (`chat serve`).
+    pub fn in_conversation(mut self, id: u64) -> Self {
+        self.conversation = Some(id);
+        self
+    }
+
+    /// A JSON event of this conversation, written and flushed.
+    fn write_event(&self, event: serde_json::Value) -> io::Result<()> {
+        write_json_event(&in_conversation(self.conversation, event))
+    }
+
+    /// A JSON event of this conversation whose loss changes nothing.
+    fn event(&self, event: serde_json::Value) {
+        json_event(in_conversation(self.conversation, event));
     }
 
     fn label(&self) -> String {
@@ -153,8 +184,8 @@ impl Handler for OutputHandler {
         self.streamed = 0;
         self.last_byte = None;
         if self.streaming && self.json {
-            write_json_event(
-                &json!({"event": "message_start", "id": id, "from": self.label(), "length": length}),
+            self.write_event(
+                json!({"event": "message_start", "id": id, "from": self.label(), "length": length}),
             )?;
         }
         Ok(())
@@ -169,7 +200,7 @@ impl Handler for OutputHandler {
         if self.json {
             let text = self.pieces.push(data);
             if !text.is_empty() {
-                write_json_event(&json!({"event": "message_data", "id": id, "text": text}))?;
+                self.write_event(json!({"event": "message_data", "id": id, "text": text}))?;
             }
             Ok(())
         } else {
@@ -182,12 +213,12 @@ impl Handler for OutputHandler {
             if self.streaming {
                 let rest = self.pieces.finish();
                 if !rest.is_empty() {
-                    write_json_event(&json!({"event": "message_data", "id": id, "text": rest}))?;
+                    self.write_event(json!({"event": "message_data", "id": id, "text": rest}))?;
                 }
-                return write_json_event(&json!({"event": "message_end", "id": id}));
+                return self.write_event(json!({"event": "message_end", "id": id}));
             }
             let text = std::mem::take(&mut self.text);
-            return write_json_event(&json!({
+            return self.write_event(json!({
                 "event": "message",
                 "id": id,
                 "from": self.label(),
@@ -196,6 +227,9 @@ impl Handler for OutputHandler {
             }));
         }
         let text = std::mem::take(&mut self.text);
+        // One message at a time on standard output, whole, when several
+        // conversations write to it (its lock is reentrant).
+        let _whole = io::stdout().lock();
         self.write_text(&text)?;
         self.finish_text().map_err(output_error)
     }
@@ -203,14 +237,14 @@ impl Handler for OutputHandler {
     fn delivered(&mut self, ids: RangeInclusive<u64>) {
         if self.json {
             for id in ids {
-                json_event(json!({"event": "delivered", "id": id}));
+                self.event(json!({"event": "delivered", "id": id}));
             }
         }
     }
 
     fn peer_done(&mut self) {
         if self.json {
-            json_event(json!({"event": "peer_done"}));
+            self.event(json!({"event": "peer_done"}));
         }
     }
 
@@ -230,7 +264,7 @@ impl Handler for OutputHandler {
             );
         }
         if self.json {
-            json_event(ending_event(summary));
+            self.event(ending_event(summary));
         }
     }
 }

@@ -3,13 +3,14 @@
 //!
 //! On a terminal one REPL runs from the start: while no one is connected
 //! the prompt says so and nothing typed is sent; conversations open on it
-//! and end, and the listener's log prints above the prompt. Without a
-//! terminal each conversation runs the batch loop. Either way, a peer the
-//! trust policy refuses is not a conversation: `--once` keeps waiting.
+//! (several at once, see [`inbox`]) and end, and the listener's log prints
+//! above the prompt. Without a terminal the conversations share standard
+//! input and output ([`inbox::batch_inbox`]); with `--once`, the one
+//! conversation runs the batch loop. Either way, a peer the trust policy
+//! refuses is not a conversation: `--once` keeps waiting.
 
 use std::io;
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -18,12 +19,13 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::Context;
-use super::batch::batch;
+use super::batch::batch_in;
 use super::connect::report_key_change;
+use super::inbox;
 use super::output::json_event;
-use super::peer::{Me, PeerCommands, conclude, describe_peer, interactive};
+use super::peer::{Me, PeerCommands, interactive};
 use super::repl::{self, Exit, Repl};
-use super::trust_policy::{self, Policy, key_changed_banner};
+use super::trust_policy::{self, Policy};
 use crate::cli::ServeArgs;
 use crate::error::Error;
 use crate::net::server;
@@ -57,26 +59,8 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     }
 }
 
-/// One conversation at a time until the program can hold several
-/// (issue 12, item 1); the server can.
-fn server_options(args: &ServeArgs) -> server::Options {
-    server::Options {
-        max_conversations: 1,
-        verbose: args.verbose,
-        ..server::Options::default()
-    }
-}
-
-/// Tells a refused peer why, and the user too (through `say`).
-fn refuse(connected: crate::net::Connected, error: &Error, say: &dyn Fn(String)) {
-    connected.close(CloseReason::Untrusted);
-    if let Error::KeyChanged(mismatch) = error {
-        say(key_changed_banner(mismatch));
-    }
-    say(format!("chat: {error}"));
-}
-
-/// Each conversation through the batch loop (standard input and output).
+/// Several conversations at once ([`inbox`]), or with `--once` the first
+/// through the batch loop (standard input and output).
 fn without_terminal(
     context: &Context,
     args: &ServeArgs,
@@ -90,15 +74,21 @@ fn without_terminal(
         listener,
         Arc::clone(&me.identity),
         me.nickname.clone(),
-        server_options(args),
+        inbox::server_options(args, context.home.known_peers_path()),
         log,
     );
+    if !args.once {
+        return inbox::batch_inbox(&context.home, args, me, conversations, policy);
+    }
     let known_peers = context.home.known_peers_path();
-    let report = |error: &Error| {
+    let report = |conversation: u64, error: &Error| {
         if args.common.json {
-            json_event(
-                json!({"event": "error", "message": error.to_string(), "exit_code": error.exit_code()}),
-            );
+            json_event(json!({
+                "event": "error",
+                "message": error.to_string(),
+                "exit_code": error.exit_code(),
+                "conversation": conversation,
+            }));
         }
     };
     for incoming in conversations {
@@ -112,22 +102,35 @@ fn without_terminal(
             Err(error) => {
                 report_key_change(&error);
                 connected.close(CloseReason::Untrusted);
+                report(slot.id(), &error);
                 drop(slot);
-                report(&error);
                 eprintln!("chat: {error}");
             }
             Ok(view) => {
                 let view = Arc::new(Mutex::new(view));
                 let address = Some(peer_address.to_string());
-                let result = batch(context, me, connected, view, &args.common, address);
+                let result = batch_in(
+                    context,
+                    me,
+                    connected,
+                    view,
+                    &args.common,
+                    address,
+                    Some(&slot),
+                );
+                // One that gave way (to a newer session with the same key,
+                // or to a verified peer) is not the conversation `--once`
+                // waits for: the one that took its place is.
+                let gave_way = slot.evicted().is_some();
+                let id = slot.id();
                 drop(slot);
                 // A message we could not write (standard output failed)
                 // would fail again with the next peer: stop, with that error.
-                if args.once || matches!(result, Err(Error::Undeliverable { .. })) {
+                if (args.once && !gave_way) || matches!(result, Err(Error::Undeliverable { .. })) {
                     return result;
                 }
                 if let Err(error) = &result {
-                    report(error);
+                    report(id, error);
                     eprintln!("chat: {error}");
                 }
             }
@@ -167,15 +170,16 @@ fn on_terminal(
         listener,
         Arc::clone(&me.identity),
         me.nickname.clone(),
-        server_options(args),
+        inbox::server_options(args, context.home.known_peers_path()),
         repl.listener_log(),
     );
     let (results, result) = mpsc::channel();
-    let dispatcher = Dispatcher {
+    let dispatcher = inbox::Dispatcher {
         repl: repl.clone(),
         known_peers: context.home.known_peers_path(),
         policy,
         once: args.once,
+        max_conversations: usize::from(args.max_conversations),
         results,
     };
     thread::Builder::new()
@@ -190,69 +194,5 @@ fn on_terminal(
         Exit::Quit { .. } | Exit::Finished | Exit::Ended => result
             .recv_timeout(Duration::from_secs(10))
             .unwrap_or(Ok(())),
-    }
-}
-
-/// Hands each incoming conversation to the REPL, one at a time.
-struct Dispatcher {
-    repl: Repl,
-    known_peers: PathBuf,
-    policy: Policy,
-    once: bool,
-    /// How the last conversation ended (with `--once`, or when the user
-    /// left during it), for the exit status.
-    results: mpsc::Sender<Result<(), Error>>,
-}
-
-impl Dispatcher {
-    fn run(self, incoming: mpsc::Receiver<server::Incoming>) {
-        let say = |line: String| self.repl.notice(line);
-        for incoming in incoming {
-            let server::Incoming {
-                connected,
-                peer_address,
-                slot,
-                ..
-            } = incoming;
-            let verdict = trust_policy::judge(
-                &self.known_peers,
-                &self.policy,
-                &connected.established.peer,
-                None,
-            );
-            let view = match verdict {
-                Ok(view) => Arc::new(Mutex::new(view)),
-                Err(error) => {
-                    refuse(connected, &error, &say);
-                    drop(slot);
-                    continue;
-                }
-            };
-            let intro = describe_peer(
-                &view.lock().unwrap_or_else(|p| p.into_inner()),
-                Some(&peer_address.to_string()),
-            );
-            let conversation = match self.repl.open(connected, view, intro) {
-                Ok(conversation) => conversation,
-                Err(e) => {
-                    say(format!("chat: cannot hold the conversation: {e}"));
-                    continue;
-                }
-            };
-            let summary = conversation.wait();
-            drop(slot);
-            let result = conclude(&summary);
-            if self.once || self.repl.is_quitting() {
-                // The program ends with this result (and prints its error).
-                let _ = self.results.send(result);
-                self.repl.finish();
-                return;
-            }
-            if let Err(error) = &result {
-                say(format!("chat: {error}"));
-            }
-            say("Waiting for the next peer.".into());
-        }
-        say(format!("chat: {}", listener_stopped()));
     }
 }

@@ -6,12 +6,18 @@
 //! peer never takes the target from a user who is typing to someone else.
 //! A line remembers whom it was begun for (its [`Addressee`]): text typed
 //! while no one was connected is never sent to whoever connects next.
+//! `/to` chooses the target ([`Conversations::choose`]); when the target
+//! ends, none is chosen until the user says (or until the next arrival, if
+//! none is open).
 
 use std::sync::{Arc, Mutex};
 
+use super::super::routing::Open;
 use super::super::trust_policy::PeerView;
 use super::screen;
 use crate::net::conversation::Sender;
+use crate::net::slots::Slot;
+use crate::protocol::CloseReason;
 
 /// A conversation's number within this run of the program.
 pub type Id = u64;
@@ -24,6 +30,10 @@ pub struct Entry {
     pub view: Arc<Mutex<PeerView>>,
     /// For sending; `None` while the conversation is still starting.
     pub sender: Option<Sender>,
+    /// Its place in `chat serve`'s conversation table, if it holds one.
+    pub slot: Option<Arc<Slot>>,
+    /// Why it had to give way to a newcomer, if it did.
+    pub evicted: Option<CloseReason>,
 }
 
 impl Entry {
@@ -39,6 +49,8 @@ impl Entry {
 pub enum Addressee {
     /// No conversation was open.
     NoOne,
+    /// Conversations were open, and none was chosen.
+    Unchosen,
     /// This conversation.
     Conversation(Id),
     /// The conversation it was for has ended (with the peer so named).
@@ -54,20 +66,58 @@ pub struct Conversations {
 }
 
 impl Conversations {
-    /// Registers a conversation that is starting; it becomes the target if
-    /// there is none.
-    pub fn add(&mut self, view: Arc<Mutex<PeerView>>) -> Id {
-        self.next_id += 1;
-        let id = self.next_id;
+    /// Registers a conversation that is starting, numbered `id` if given
+    /// (its slot's number in `chat serve`), else the next number; it becomes
+    /// the target if there is none.
+    pub fn add(&mut self, view: Arc<Mutex<PeerView>>, slot: Option<Arc<Slot>>) -> Id {
+        let id = match &slot {
+            Some(slot) => slot.id(),
+            None => self.next_id + 1,
+        };
+        self.next_id = self.next_id.max(id);
         self.entries.push(Entry {
             id,
             view,
             sender: None,
+            slot,
+            evicted: None,
         });
         if self.target.is_none() {
             self.target = Some(id);
         }
         id
+    }
+
+    /// Makes `id` the target; false if it is not open.
+    pub fn choose(&mut self, id: Id) -> bool {
+        let open = self.get(id).is_some();
+        if open {
+            self.target = Some(id);
+        }
+        open
+    }
+
+    /// The current target, if one is chosen.
+    pub fn target(&self) -> Option<Id> {
+        self.target
+    }
+
+    /// Records that conversation `id` gave way to a newcomer.
+    pub fn evicted(&mut self, id: Id, reason: CloseReason) {
+        if let Some(entry) = self.entries.iter_mut().find(|e| e.id == id) {
+            entry.evicted = Some(reason);
+        }
+    }
+
+    /// The open conversations by number and name, for [`routing`](super::super::routing).
+    pub fn open(&self) -> Vec<Open> {
+        self.entries
+            .iter()
+            .map(|e| Open {
+                id: e.id,
+                name: e.name(),
+            })
+            .collect()
     }
 
     /// The conversation has started: lines can be sent to it. False if it
@@ -101,7 +151,8 @@ impl Conversations {
     pub fn addressee(&self) -> Addressee {
         match self.target {
             Some(id) => Addressee::Conversation(id),
-            None => Addressee::NoOne,
+            None if self.entries.is_empty() => Addressee::NoOne,
+            None => Addressee::Unchosen,
         }
     }
 
@@ -136,13 +187,21 @@ mod tests {
     fn an_arrival_takes_the_target_only_when_there_is_none() {
         let mut conversations = Conversations::default();
         assert_eq!(conversations.addressee(), Addressee::NoOne);
-        let ada = conversations.add(view("ada"));
+        let ada = conversations.add(view("ada"), None);
         assert_eq!(conversations.addressee(), Addressee::Conversation(ada));
-        let _carol = conversations.add(view("carol"));
+        let carol = conversations.add(view("carol"), None);
         assert_eq!(conversations.addressee(), Addressee::Conversation(ada));
         assert_eq!(conversations.get(ada).unwrap().name(), "ada");
         conversations.remove(ada);
-        assert_eq!(conversations.addressee(), Addressee::NoOne);
+        // Carol is open, but no one chose her.
+        assert_eq!(conversations.addressee(), Addressee::Unchosen);
         assert!(!conversations.is_empty());
+        assert!(conversations.choose(carol));
+        assert_eq!(conversations.addressee(), Addressee::Conversation(carol));
+        assert!(!conversations.choose(ada));
+        conversations.remove(carol);
+        assert_eq!(conversations.addressee(), Addressee::NoOne);
+        let dave = conversations.add(view("dave"), None);
+        assert_eq!(conversations.addressee(), Addressee::Conversation(dave));
     }
 }

@@ -28,17 +28,19 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use self::conversations::{Addressee, Conversations, Id};
+use self::conversations::{Addressee, Conversations, Entry, Id};
 use self::incoming::Incoming;
 use self::keys::Key;
 use self::line::Edit;
 use self::terminal::{Event, Keyboard, RawMode, Screen, Waker};
 use self::throttle::Throttle;
 use super::receive::{self, Spool};
+use super::routing::{self, Routed};
 use super::trust_policy::PeerView;
 use crate::net::Connected;
 use crate::net::conversation::{Conversation, Ending, Sender, Summary};
 use crate::net::server;
+use crate::net::slots::{Activity, Slot, Tracked};
 use crate::protocol::CloseReason;
 use crate::sanitize;
 
@@ -83,10 +85,14 @@ pub enum Exit {
 const HELP: &str = "\
 Type a message and press Enter to send it. Commands:
   /help              this help
+  /who               the open conversations, verified or not, and where typed lines go
+  /to NAME           send typed lines to NAME (or /to #N, the number /who shows)
+  @NAME text         send this one line to NAME (@@text sends @text to the current peer)
   /fingerprint       both keys' fingerprints and the safety number to compare with the peer
   /trust [NAME]      pin the peer's key (as NAME, default its nickname): it becomes verified
   /paste             write a multi-line message; end it with a line holding only a dot
   /save PATH         write the last message too large for the screen to a new file
+  /fingerprint, /trust and /leave act on the peer typed lines go to (the prompt shows it).
   /leave             end this conversation (chat serve keeps waiting for the next peer)
   /quit              leave chat (Ctrl-D on an empty line does the same; Ctrl-C clears the line)
 A line ending in \\ continues on the next line; a paste of several lines is one message.
@@ -140,6 +146,7 @@ impl Ui {
             .unwrap_or_else(|| self.conversations.addressee());
         match addressee {
             Addressee::NoOne => "(no one connected)> ".into(),
+            Addressee::Unchosen => "(to whom? /to NAME)> ".into(),
             Addressee::Conversation(id) => match self.conversations.get(id) {
                 Some(entry) => {
                     screen::prompt(&entry.view.lock().unwrap_or_else(|p| p.into_inner()))
@@ -212,7 +219,7 @@ impl Shared {
                 {
                     draft.addressee = ended;
                 }
-                let _ = ui.notice(&farewell(&name, summary));
+                let _ = ui.notice(&farewell(&name, summary, entry.evicted));
                 let _ = ui.refresh_prompt();
             }
         }
@@ -297,22 +304,64 @@ impl Repl {
         view: Arc<Mutex<PeerView>>,
         intro: Vec<String>,
     ) -> io::Result<Conversation> {
+        self.open_held(connected, view, intro, None)
+    }
+
+    /// As [`Repl::open`], for a conversation that holds `slot` in `chat
+    /// serve`'s table: it is numbered as its slot, what it sends and receives
+    /// counts as activity, and `/trust` marks it verified. Its arrival is
+    /// announced, and it becomes the target only if there is none.
+    pub fn open_held(
+        &self,
+        connected: Connected,
+        view: Arc<Mutex<PeerView>>,
+        intro: Vec<String>,
+        slot: Option<Arc<Slot>>,
+    ) -> io::Result<Conversation> {
         if self.shared.quitting.load(Ordering::SeqCst) {
             connected.close(CloseReason::Goodbye);
             return Err(io::Error::other("chat is leaving"));
         }
+        let activity = slot.as_ref().map(|slot| slot.activity());
         let id = {
             let mut ui = self.shared.lock();
             for line in &intro {
                 ui.notice(line)?;
             }
-            ui.notice("Type /help for commands.")?;
-            let id = ui.conversations.add(Arc::clone(&view));
+            let had_target = ui.conversations.target();
+            let others = ui.conversations.open();
+            let id = ui.conversations.add(Arc::clone(&view), slot);
+            let name = ui
+                .conversations
+                .get(id)
+                .map(Entry::name)
+                .unwrap_or_default();
+            if others.is_empty() {
+                ui.notice("Type /help for commands.")?;
+            } else if let Some(target) = had_target.and_then(|t| ui.conversations.get(t)) {
+                let target = target.name();
+                ui.notice(&format!(
+                    "{name} (#{id}) joined; typed lines still go to {target}. Type /to {name}                      (or /to #{id}) to talk to {name}, or @{name} text for one line; /who lists                      the {} open conversations.",
+                    others.len() + 1
+                ))?;
+            } else {
+                ui.notice(&format!(
+                    "{name} (#{id}) joined; typed lines now go to {name}, as no one was chosen                      (/to NAME chooses; /who lists the {} open conversations).",
+                    others.len() + 1
+                ))?;
+            }
             ui.refresh_prompt()?;
             id
         };
         let handler = Incoming::new(id, Arc::clone(&view), Arc::clone(&self.shared));
-        match Conversation::over(connected, self.shared.settings.max_message, handler) {
+        let max_message = self.shared.settings.max_message;
+        let started = match activity {
+            Some(activity) => {
+                Conversation::over(connected, max_message, Tracked::new(handler, activity))
+            }
+            None => Conversation::over(connected, max_message, handler),
+        };
+        match started {
             Ok(conversation) => {
                 let mut ui = self.shared.lock();
                 ui.conversations.started(id, conversation.sender());
@@ -325,6 +374,12 @@ impl Repl {
                 Err(e)
             }
         }
+    }
+
+    /// Conversation `id` had to give way to a newcomer (`reason`): its end
+    /// is told as such.
+    pub fn evicted(&self, id: Id, reason: CloseReason) {
+        self.shared.lock().conversations.evicted(id, reason);
     }
 
     /// Whether the user is leaving.
@@ -484,8 +539,58 @@ impl Repl {
             }
             return Ok(None);
         }
+        let (text, addressee) = match routing::split(&text) {
+            Routed::Plain(plain) if plain.len() != text.len() => {
+                // `@@text`: the text `@text`, to the current target.
+                return self.text(plain.to_string(), addressee);
+            }
+            Routed::Plain(_) => (text, addressee),
+            Routed::To { who, text: line } => {
+                let Some(id) = self.find(who) else {
+                    return Ok(None);
+                };
+                if line.trim().is_empty() {
+                    self.notice(format!(
+                        "not sent: nothing after @{who}; /to {who} sends every typed line there"
+                    ));
+                    return Ok(None);
+                }
+                return self.text(line.to_string(), Addressee::Conversation(id));
+            }
+        };
         match parse(&text) {
             Input::Nothing => {}
+            Input::Who => self.who(),
+            Input::To(None) => {
+                let ui = self.shared.lock();
+                let line = match ui
+                    .conversations
+                    .target()
+                    .and_then(|t| ui.conversations.get(t))
+                {
+                    Some(entry) => format!("Typed lines go to {} (#{}).", entry.name(), entry.id),
+                    None if ui.conversations.is_empty() => "No one is connected.".into(),
+                    None => format!(
+                        "Typed lines go to no one: type /to NAME. Open: {}.",
+                        routing::describe_open(&ui.conversations.open())
+                    ),
+                };
+                drop(ui);
+                self.notice(line);
+            }
+            Input::To(Some(who)) => {
+                if let Some(id) = self.find(&who) {
+                    let mut ui = self.shared.lock();
+                    if ui.conversations.choose(id) {
+                        let name = ui
+                            .conversations
+                            .get(id)
+                            .map(Entry::name)
+                            .unwrap_or_default();
+                        ui.notice(&format!("Typed lines now go to {name} (#{id})."))?;
+                    }
+                }
+            }
             Input::Text(text) if continues(&text) => {
                 self.shared.lock().draft = Some(Draft {
                     addressee,
@@ -510,14 +615,17 @@ impl Repl {
             Input::Trust(name) => {
                 if let Some(view) = self.view_of(&addressee) {
                     match self.shared.commands.trust(&view, name.as_deref()) {
-                        Ok(line) => self.notice(line),
+                        Ok(line) => {
+                            self.verified(&addressee);
+                            self.notice(line);
+                        }
                         Err(e) => self.notice(format!("chat: {e}")),
                     }
                 }
             }
             Input::Save(path) => self.save(path.as_deref()),
             Input::Leave => {
-                if let Some(sender) = self.sender_of(&addressee) {
+                if let Some((sender, _)) = self.sender_of(&addressee) {
                     sender.close(CloseReason::Goodbye);
                 }
             }
@@ -530,9 +638,93 @@ impl Repl {
         Ok(None)
     }
 
+    /// A line of text for `addressee` (one that ends in `\` begins a
+    /// message of several lines).
+    fn text(&self, text: String, addressee: Addressee) -> io::Result<Option<Leave>> {
+        if continues(&text) {
+            self.shared.lock().draft = Some(Draft {
+                addressee,
+                kind: DraftKind::Continued,
+                lines: vec![text[..text.len() - 1].to_string()],
+            });
+        } else if !text.trim().is_empty() {
+            self.send(text, &addressee);
+        }
+        Ok(None)
+    }
+
+    /// The open conversation `who` names, or `None` after telling the user why not.
+    fn find(&self, who: &str) -> Option<Id> {
+        let mut ui = self.shared.lock();
+        let open = ui.conversations.open();
+        match routing::find(who, &open) {
+            Ok(id) => Some(id),
+            Err(why) => {
+                let _ = ui.notice(&format!("not sent: {}", why.explain(who, &open)));
+                None
+            }
+        }
+    }
+
+    /// `/who`.
+    fn who(&self) {
+        let mut ui = self.shared.lock();
+        if ui.conversations.is_empty() {
+            let _ = ui.notice("No one is connected.");
+            return;
+        }
+        let target = ui.conversations.target();
+        let mut lines = vec![format!(
+            "{} open conversations:",
+            ui.conversations.iter().count()
+        )];
+        for entry in ui.conversations.iter() {
+            let view = entry.view.lock().unwrap_or_else(|p| p.into_inner());
+            lines.push(format!(
+                "  #{} [{}] {}{}{}",
+                entry.id,
+                screen::label(&view),
+                if view.is_verified() {
+                    "verified"
+                } else {
+                    "NOT VERIFIED"
+                },
+                if entry.sender.is_none() {
+                    ", starting"
+                } else {
+                    ""
+                },
+                if target == Some(entry.id) {
+                    " (typed lines go here)"
+                } else {
+                    ""
+                },
+            ));
+        }
+        if target.is_none() {
+            lines.push("Typed lines go to no one: type /to NAME.".into());
+        }
+        let _ = ui.notice(&lines.join("\n"));
+    }
+
+    /// `/trust` made `addressee` verified: it holds its slot against newcomers.
+    fn verified(&self, addressee: &Addressee) {
+        let ui = self.shared.lock();
+        if let Addressee::Conversation(id) = addressee
+            && let Some(slot) = ui.conversations.get(*id).and_then(|e| e.slot.as_ref())
+        {
+            slot.set_verified(true);
+        }
+    }
+
     /// Why nothing can go to `addressee`, if nothing can.
     fn unreachable(&self, ui: &Ui, addressee: &Addressee) -> Option<String> {
         match addressee {
+            Addressee::Unchosen => Some(format!(
+                "not sent: no conversation is chosen; type /to NAME, or @NAME text for one line \
+                 (open: {})",
+                routing::describe_open(&ui.conversations.open())
+            )),
             Addressee::NoOne if ui.conversations.is_empty() => {
                 Some("not sent: no one is connected".into())
             }
@@ -550,8 +742,9 @@ impl Repl {
         }
     }
 
-    /// The sender for `addressee`, or `None` after telling the user why not.
-    fn sender_of(&self, addressee: &Addressee) -> Option<Sender> {
+    /// The sender for `addressee` (and its activity clock, if it holds a
+    /// slot), or `None` after telling the user why not.
+    fn sender_of(&self, addressee: &Addressee) -> Option<(Sender, Option<Activity>)> {
         let mut ui = self.shared.lock();
         if let Some(why) = self.unreachable(&ui, addressee) {
             let _ = ui.notice(&why);
@@ -560,7 +753,9 @@ impl Repl {
         let Addressee::Conversation(id) = addressee else {
             return None;
         };
-        ui.conversations.get(*id).and_then(|e| e.sender.clone())
+        let entry = ui.conversations.get(*id)?;
+        let activity = entry.slot.as_ref().map(|slot| slot.activity());
+        entry.sender.clone().map(|sender| (sender, activity))
     }
 
     /// The peer `addressee` names, or `None` after telling the user why not.
@@ -584,11 +779,16 @@ impl Repl {
     }
 
     fn send(&self, text: String, addressee: &Addressee) {
-        let Some(sender) = self.sender_of(addressee) else {
+        let Some((sender, activity)) = self.sender_of(addressee) else {
             return;
         };
-        if let Err(e) = sender.send(text.as_bytes()) {
-            self.notice(format!("not sent: {e}"));
+        match sender.send(text.as_bytes()) {
+            Ok(_) => {
+                if let Some(activity) = activity {
+                    activity.touch();
+                }
+            }
+            Err(e) => self.notice(format!("not sent: {e}")),
         }
     }
 
@@ -620,6 +820,11 @@ impl Repl {
 /// The user asked to leave.
 struct Leave;
 
+/// A peer's name as the REPL shows it, escaped.
+pub fn name_of(view: &PeerView) -> String {
+    screen::name(view)
+}
+
 /// Whether a line continues on the next (ends in a single `\`).
 fn continues(text: &str) -> bool {
     text.ends_with('\\') && !text.ends_with("\\\\")
@@ -632,6 +837,8 @@ enum Input {
     Text(String),
     Paste,
     Help,
+    Who,
+    To(Option<String>),
     Fingerprint,
     Trust(Option<String>),
     Save(Option<String>),
@@ -659,6 +866,8 @@ fn parse(line: &str) -> Input {
     };
     match word {
         "help" | "?" => Input::Help,
+        "who" => Input::Who,
+        "to" => Input::To(argument),
         "fingerprint" => Input::Fingerprint,
         "trust" => Input::Trust(argument),
         "save" => Input::Save(argument),
@@ -670,13 +879,22 @@ fn parse(line: &str) -> Input {
 }
 
 /// What the user is told when a conversation is over.
-fn farewell(name: &str, summary: &Summary) -> String {
-    let mut lines = vec![match &summary.ending {
-        Ending::Finished => format!("The conversation with {name} is over."),
-        Ending::ClosedByUs => format!("You left the conversation with {name}."),
-        Ending::ClosedByPeer(CloseReason::Goodbye) => format!("{name} left the conversation."),
-        Ending::ClosedByPeer(reason) => format!("{name} ended the conversation: {reason}."),
-        Ending::Failed(e) => format!("The connection to {name} failed: {e}."),
+fn farewell(name: &str, summary: &Summary, evicted: Option<CloseReason>) -> String {
+    let mut lines = vec![match (&summary.ending, evicted) {
+        (Ending::ClosedByUs, Some(CloseReason::Superseded)) => format!(
+            "The older conversation with {name} is closed: {name} connected again, with the same key."
+        ),
+        (Ending::ClosedByUs, Some(CloseReason::Displaced)) => format!(
+            "The conversation with {name} is closed: it gave way to a verified peer (it was \
+             unverified and idle the longest, and every conversation was taken)."
+        ),
+        (ending, _) => match ending {
+            Ending::Finished => format!("The conversation with {name} is over."),
+            Ending::ClosedByUs => format!("You left the conversation with {name}."),
+            Ending::ClosedByPeer(CloseReason::Goodbye) => format!("{name} left the conversation."),
+            Ending::ClosedByPeer(reason) => format!("{name} ended the conversation: {reason}."),
+            Ending::Failed(e) => format!("The connection to {name} failed: {e}."),
+        },
     }];
     if let Some(id) = summary.cut_off {
         lines.push(format!(
@@ -708,6 +926,9 @@ mod tests {
         assert_eq!(parse("/save out.txt"), Input::Save(Some("out.txt".into())));
         assert_eq!(parse("//etc/passwd"), Input::Text("/etc/passwd".into()));
         assert_eq!(parse("/frobnicate"), Input::Unknown("frobnicate".into()));
+        assert_eq!(parse("/to carol"), Input::To(Some("carol".into())));
+        assert_eq!(parse("/to"), Input::To(None));
+        assert_eq!(parse("/who"), Input::Who);
         assert!(continues("a \\"));
         assert!(!continues("a \\\\"));
     }
