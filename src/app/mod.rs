@@ -2,6 +2,7 @@
 
 mod batch;
 mod connect;
+pub mod invite;
 mod keys;
 pub mod output;
 mod peer;

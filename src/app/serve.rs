@@ -8,7 +8,6 @@
 //! trust policy refuses is not a conversation: `--once` keeps waiting.
 
 use std::io;
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,7 @@ use serde_json::json;
 use super::Context;
 use super::batch::batch;
 use super::connect::report_key_change;
+use super::invite::{Endpoints, incoming_place};
 use super::output::json_event;
 use super::peer::{Me, PeerCommands, conclude, describe_peer, interactive};
 use super::repl::{self, Exit, Repl};
@@ -36,12 +36,8 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     // A store chat cannot read is a local problem: say so now, not as a
     // refusal to each peer that connects.
     crate::trust::KnownPeers::load(&context.home.known_peers_path())?;
-    let listener = TcpListener::bind(args.listen)
-        .map_err(Error::io(format!("cannot listen on {}", args.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(Error::io("reading the listening address"))?;
-    eprintln!("listening on {local}");
+    let listener =
+        super::invite::endpoints(&context.home, args, me.identity.public().fingerprint())?;
     match created {
         Some(line) => eprintln!("{line}"),
         None => eprintln!(
@@ -81,13 +77,12 @@ fn without_terminal(
     context: &Context,
     args: &ServeArgs,
     me: &Me,
-    listener: TcpListener,
+    listener: Endpoints,
     policy: &Policy,
 ) -> Result<(), Error> {
     eprintln!("Waiting for a peer; Ctrl-C to stop.");
     let log: server::Log = Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))));
-    let conversations = server::serve(
-        listener,
+    let (conversations, _registration) = listener.serve(
         Arc::clone(&me.identity),
         me.nickname.clone(),
         server_options(args),
@@ -102,11 +97,9 @@ fn without_terminal(
         }
     };
     for incoming in conversations {
+        let place = incoming_place(&incoming);
         let server::Incoming {
-            connected,
-            peer_address,
-            slot,
-            ..
+            connected, slot, ..
         } = incoming;
         match trust_policy::judge(&known_peers, policy, &connected.established.peer, None) {
             Err(error) => {
@@ -118,7 +111,7 @@ fn without_terminal(
             }
             Ok(view) => {
                 let view = Arc::new(Mutex::new(view));
-                let address = Some(peer_address.to_string());
+                let address = Some(place);
                 let result = batch(context, me, connected, view, &args.common, address);
                 drop(slot);
                 // A message we could not write (standard output failed)
@@ -149,7 +142,7 @@ fn on_terminal(
     context: &Context,
     args: &ServeArgs,
     me: Me,
-    listener: TcpListener,
+    listener: Endpoints,
     policy: Policy,
 ) -> Result<(), Error> {
     let commands = PeerCommands {
@@ -163,8 +156,7 @@ fn on_terminal(
     let on_terminal = |e| Error::io("running the conversation on the terminal")(e);
     let (repl, mut terminal) = Repl::start(Box::new(commands), settings).map_err(on_terminal)?;
     repl.notice("Waiting for a peer; type /quit or press Ctrl-D to stop.");
-    let incoming = server::serve(
-        listener,
+    let (incoming, _registration) = listener.serve(
         Arc::clone(&me.identity),
         me.nickname.clone(),
         server_options(args),
@@ -208,11 +200,9 @@ impl Dispatcher {
     fn run(self, incoming: mpsc::Receiver<server::Incoming>) {
         let say = |line: String| self.repl.notice(line);
         for incoming in incoming {
+            let place = incoming_place(&incoming);
             let server::Incoming {
-                connected,
-                peer_address,
-                slot,
-                ..
+                connected, slot, ..
             } = incoming;
             let verdict = trust_policy::judge(
                 &self.known_peers,
@@ -230,7 +220,7 @@ impl Dispatcher {
             };
             let intro = describe_peer(
                 &view.lock().unwrap_or_else(|p| p.into_inner()),
-                Some(&peer_address.to_string()),
+                Some(&place),
             );
             let conversation = match self.repl.open(connected, view, intro) {
                 Ok(conversation) => conversation,
