@@ -470,6 +470,12 @@ pub(super) fn join(
     };
     let connected = outcome.expect("abandoned only when the trust decision failed");
     remember(&context.home, invite)?;
+    let name = view.label();
+    if view.pinned_now {
+        eprintln!("Its key matches the invite; pinned as {name:?} (verified).");
+    } else {
+        eprintln!("Its key matches the invite (pinned as {name:?}).");
+    }
     Ok((connected, view))
 }
 
