@@ -13,7 +13,7 @@ use common::{MESSAGE, Running, TestHome, fingerprint_of, secs, serve_command};
 
 /// A `chat relay` on a free loopback port.
 struct Relay {
-    running: Running,
+    _running: Running,
     address: String,
 }
 
@@ -27,7 +27,10 @@ impl Relay {
             .stdin(Stdio::null());
         let running = Running::spawn(command);
         let address = format!("127.0.0.1:{}", running.port());
-        Self { running, address }
+        Self {
+            _running: running,
+            address,
+        }
     }
 }
 
