@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::address::Address;
+pub use crate::app::invite::Target;
 use crate::crypto::Fingerprint;
 
 /// End-to-end encrypted, trust-on-first-use chat for the command line.
@@ -112,6 +113,15 @@ pub struct ServeArgs {
     /// Log every connection admitted, dropped or refused, and why, on standard error (rate-limited)
     #[arg(short, long)]
     pub verbose: bool,
+    /// Also meet peers through this relay (`chat relay`), and print an invite for them
+    #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_relay_address)]
+    pub relay: Option<Address>,
+    /// Take conversations only through the relay: don't listen, and keep our address out of the invite
+    #[arg(long, requires = "relay")]
+    pub relay_only: bool,
+    /// Make a new room secret: invites given out before stop working
+    #[arg(long, requires = "relay")]
+    pub new_room: bool,
     /// Options shared with connect and send.
     #[command(flatten)]
     pub common: CommonArgs,
@@ -120,9 +130,13 @@ pub struct ServeArgs {
 /// `chat connect`.
 #[derive(Debug, Args)]
 pub struct ConnectArgs {
-    /// The peer: HOST or HOST:PORT (default port 7777; IPv6 as [::1]:7777)
-    #[arg(value_name = "HOST[:PORT]", value_parser = parse_peer_address)]
-    pub address: Address,
+    /// The peer: HOST or HOST:PORT (default port 7777; IPv6 as [::1]:7777), a contact's name,
+    /// or an invite (chat://...); without it, the invite from CHAT_INVITE or standard input
+    #[arg(value_name = "PEER", value_parser = parse_target)]
+    pub address: Option<Target>,
+    /// With an invite: don't use its relay, only its direct addresses
+    #[arg(long)]
+    pub no_relay: bool,
     /// Largest message shown in full on the terminal; a larger one shows its
     /// first lines and is kept for /save (suffixes K, M, G)
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
@@ -135,9 +149,13 @@ pub struct ConnectArgs {
 /// `chat send`.
 #[derive(Debug, Args)]
 pub struct SendArgs {
-    /// The peer: HOST or HOST:PORT (default port 7777)
-    #[arg(value_name = "HOST[:PORT]", value_parser = parse_peer_address)]
-    pub address: Address,
+    /// The peer: HOST or HOST:PORT (default port 7777), a contact's name, or an invite
+    /// (chat://...); without it, the invite from CHAT_INVITE
+    #[arg(value_name = "PEER", value_parser = parse_target)]
+    pub address: Option<Target>,
+    /// With an invite: don't use its relay, only its direct addresses
+    #[arg(long)]
+    pub no_relay: bool,
     /// Send this file instead of standard input
     #[arg(long, value_name = "PATH")]
     pub file: Option<PathBuf>,
@@ -158,8 +176,13 @@ impl Cli {
     }
 }
 
-fn parse_peer_address(text: &str) -> Result<Address, String> {
-    Address::parse_with_default_port(text, crate::address::DEFAULT_PORT).map_err(|e| e.to_string())
+fn parse_target(text: &str) -> Result<Target, String> {
+    crate::app::invite::parse_target(text)
+}
+
+fn parse_relay_address(text: &str) -> Result<Address, String> {
+    Address::parse_with_default_port(text, crate::invite::DEFAULT_RELAY_PORT)
+        .map_err(|e| e.to_string())
 }
 
 /// Parses a byte count with an optional K, M or G suffix (powers of 1024).

@@ -14,6 +14,7 @@ pub mod fuzzing;
 pub mod handshake;
 pub mod home;
 pub mod identity;
+pub mod invite;
 pub mod net;
 pub mod protocol;
 pub mod sanitize;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use super::Context;
 use super::batch::batch;
+use super::invite::Target;
 use super::peer::{Me, PeerCommands, conclude, describe_peer, interactive};
 use super::repl;
 use super::trust_policy::{self, Answer, PeerView, Policy};
@@ -21,11 +22,17 @@ use crate::trust::KnownPeers;
 /// `chat connect`.
 pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error> {
     let interactive = interactive(&args.common);
+    let target = super::invite::resolve(&context.home, args.address.as_ref(), true)?;
     let (me, created) = context.me(&args.common)?;
     if let Some(line) = created {
         eprintln!("{line}");
     }
-    let (connected, view) = dial(context, &me, &args.address, &args.common, interactive)?;
+    let (connected, view) = match &target {
+        Target::Address(address) => dial(context, &me, address, &args.common, interactive)?,
+        Target::Invite(invite) => {
+            super::invite::join(context, &me, invite, &args.common, args.no_relay)?
+        }
+    };
     let view = Arc::new(Mutex::new(view));
     if interactive {
         let settings = repl::Settings {

@@ -36,6 +36,7 @@ use serde_json::json;
 
 use super::batch::announce_in;
 use super::connect::report_key_change;
+use super::invite::incoming_place;
 use super::output::{self, Notice, OutputHandler, in_conversation, json_event, notify};
 use super::peer::{Me, conclude, describe_peer, fingerprint_lines, trust_peer};
 use super::repl::Repl;
@@ -142,11 +143,12 @@ impl Dispatcher {
         names: &Arc<Mutex<HashMap<u64, String>>>,
     ) {
         let say = |line: String| self.repl.notice(line);
+        let place = incoming_place(&incoming);
         let server::Incoming {
             connected,
-            peer_address,
             slot,
             evicted,
+            ..
         } = incoming;
         let verdict = trust_policy::judge(
             &self.known_peers,
@@ -174,7 +176,7 @@ impl Dispatcher {
                 self.max_conversations,
             ));
         }
-        let intro = describe_peer(&view, Some(&peer_address.to_string()));
+        let intro = describe_peer(&view, Some(&place));
         let view = Arc::new(Mutex::new(view));
         let slot = Arc::new(slot);
         let conversation =
@@ -402,11 +404,12 @@ pub(super) fn batch_inbox(
                 }
             }
             Event::Arrived(incoming) => {
+                let place = incoming_place(&incoming);
                 let server::Incoming {
                     connected,
-                    peer_address,
                     slot,
                     evicted,
+                    ..
                 } = *incoming;
                 let id = slot.id();
                 let view = match trust_policy::judge(
@@ -451,7 +454,7 @@ pub(super) fn batch_inbox(
                     batch.say(line);
                 }
                 let view = Arc::new(Mutex::new(view));
-                let address = peer_address.to_string();
+                let address = place;
                 announce_in(
                     Some(id),
                     &view,

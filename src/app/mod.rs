@@ -3,6 +3,7 @@
 mod batch;
 mod connect;
 mod inbox;
+pub mod invite;
 mod keys;
 pub mod output;
 mod peer;

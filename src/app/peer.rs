@@ -87,7 +87,13 @@ pub(super) fn interactive(common: &CommonArgs) -> bool {
 /// Says who we are talking to, and how far to trust it.
 pub(super) fn describe_peer(view: &PeerView, address: Option<&str>) -> Vec<String> {
     let fingerprint = view.key.fingerprint();
-    let place = address.map(|a| format!(" at {a}")).unwrap_or_default();
+    // A relayed peer's place is its path ("via relay HOST:PORT").
+    let place = address
+        .map(|a| match a.starts_with("via ") {
+            true => format!(" {a}"),
+            false => format!(" at {a}"),
+        })
+        .unwrap_or_default();
     let mut lines = Vec::new();
     if let Some(note) = &view.note {
         lines.push(note.clone());

@@ -10,6 +10,7 @@ use serde_json::json;
 use super::Context;
 use super::batch::announce;
 use super::connect::dial;
+use super::invite::Target;
 use super::output::{self, OutputHandler, json_event};
 use super::peer::conclude;
 use crate::cli::SendArgs;
@@ -30,11 +31,17 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
                 .into(),
         }));
     }
+    let target = super::invite::resolve(&context.home, args.address.as_ref(), false)?;
     let (me, created) = context.me(&args.common)?;
     if let Some(line) = created {
         eprintln!("{line}");
     }
-    let (connected, view) = dial(context, &me, &args.address, &args.common, false)?;
+    let (connected, view) = match &target {
+        Target::Address(address) => dial(context, &me, address, &args.common, false)?,
+        Target::Invite(invite) => {
+            super::invite::join(context, &me, invite, &args.common, args.no_relay)?
+        }
+    };
     if let (false, Some(note)) = (args.common.json, &view.note) {
         eprintln!("{note}");
     }

@@ -10,7 +10,6 @@
 //! refuses is not a conversation: `--once` keeps waiting.
 
 use std::io;
-use std::net::TcpListener;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::thread;
@@ -22,6 +21,7 @@ use super::Context;
 use super::batch::batch_in;
 use super::connect::report_key_change;
 use super::inbox;
+use super::invite::{Endpoints, incoming_place};
 use super::output::json_event;
 use super::peer::{Me, PeerCommands, interactive};
 use super::repl::{self, Exit, Repl};
@@ -38,12 +38,8 @@ pub(super) fn serve(context: &Context, args: &ServeArgs) -> Result<(), Error> {
     // A store chat cannot read is a local problem: say so now, not as a
     // refusal to each peer that connects.
     crate::trust::KnownPeers::load(&context.home.known_peers_path())?;
-    let listener = TcpListener::bind(args.listen)
-        .map_err(Error::io(format!("cannot listen on {}", args.listen)))?;
-    let local = listener
-        .local_addr()
-        .map_err(Error::io("reading the listening address"))?;
-    eprintln!("listening on {local}");
+    let listener =
+        super::invite::endpoints(&context.home, args, me.identity.public().fingerprint())?;
     match created {
         Some(line) => eprintln!("{line}"),
         None => eprintln!(
@@ -65,13 +61,12 @@ fn without_terminal(
     context: &Context,
     args: &ServeArgs,
     me: &Me,
-    listener: TcpListener,
+    listener: Endpoints,
     policy: &Policy,
 ) -> Result<(), Error> {
     eprintln!("Waiting for a peer; Ctrl-C to stop.");
     let log: server::Log = Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))));
-    let conversations = server::serve(
-        listener,
+    let (conversations, _registration) = listener.serve(
         Arc::clone(&me.identity),
         me.nickname.clone(),
         inbox::server_options(args, context.home.known_peers_path()),
@@ -92,11 +87,9 @@ fn without_terminal(
         }
     };
     for incoming in conversations {
+        let place = incoming_place(&incoming);
         let server::Incoming {
-            connected,
-            peer_address,
-            slot,
-            ..
+            connected, slot, ..
         } = incoming;
         match trust_policy::judge(&known_peers, policy, &connected.established.peer, None) {
             Err(error) => {
@@ -108,7 +101,7 @@ fn without_terminal(
             }
             Ok(view) => {
                 let view = Arc::new(Mutex::new(view));
-                let address = Some(peer_address.to_string());
+                let address = Some(place);
                 let result = batch_in(
                     context,
                     me,
@@ -152,7 +145,7 @@ fn on_terminal(
     context: &Context,
     args: &ServeArgs,
     me: Me,
-    listener: TcpListener,
+    listener: Endpoints,
     policy: Policy,
 ) -> Result<(), Error> {
     let commands = PeerCommands {
@@ -166,8 +159,7 @@ fn on_terminal(
     let on_terminal = |e| Error::io("running the conversation on the terminal")(e);
     let (repl, mut terminal) = Repl::start(Box::new(commands), settings).map_err(on_terminal)?;
     repl.notice("Waiting for a peer; type /quit or press Ctrl-D to stop.");
-    let incoming = server::serve(
-        listener,
+    let (incoming, _registration) = listener.serve(
         Arc::clone(&me.identity),
         me.nickname.clone(),
         inbox::server_options(args, context.home.known_peers_path()),

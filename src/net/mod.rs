@@ -3,8 +3,10 @@
 
 pub mod admission;
 pub mod conversation;
+pub mod dial;
 pub mod log;
 pub mod relay;
+pub mod relay_client;
 pub mod server;
 pub mod slots;
 pub mod transient;

@@ -75,6 +75,9 @@ pub struct Incoming {
     /// The conversation that gave way to this one (superseded or displaced),
     /// for a notice.
     pub evicted: Option<Evicted>,
+    /// Whether it came through a relay circuit (`peer_address` is then the
+    /// relay's).
+    pub relayed: bool,
 }
 
 /// What the listener keeps of an unauthenticated connection.
@@ -119,6 +122,23 @@ pub fn serve(
     options: Options,
     log: Log,
 ) -> Receiver<Incoming> {
+    serve_with(Some(listener), None, identity, nickname, options, log)
+}
+
+/// As [`serve`], with connections from `listener` (if any) and relay
+/// circuits from `circuits` (if any). A circuit runs the same handshake as
+/// a direct connection and is admitted under the same rules; its source is
+/// the relay's address, so all the strangers who come through one relay
+/// share that relay's prefix: they can crowd each other, but never take
+/// more than one prefix's share from those who connect directly.
+pub fn serve_with(
+    listener: Option<TcpListener>,
+    circuits: Option<Receiver<TcpStream>>,
+    identity: Arc<PrivateKey>,
+    nickname: String,
+    options: Options,
+    log: Log,
+) -> Receiver<Incoming> {
     let (incoming, conversations) = channel();
     let context = Arc::new(Context {
         identity,
@@ -133,10 +153,26 @@ pub fn serve(
         log: Limited::new(log),
         options,
     });
-    thread::Builder::new()
-        .name("chat-listener".into())
-        .spawn(move || accept_loop(&listener, &context))
-        .expect("spawn the listener");
+    if let Some(circuits) = circuits {
+        let context = Arc::clone(&context);
+        thread::Builder::new()
+            .name("chat-relay-circuits".into())
+            .spawn(move || {
+                for stream in circuits {
+                    let (Ok(address), Ok(kept)) = (stream.peer_addr(), stream.try_clone()) else {
+                        continue;
+                    };
+                    admit(&context, stream, kept, address, true);
+                }
+            })
+            .expect("spawn the relay circuit loop");
+    }
+    if let Some(listener) = listener {
+        thread::Builder::new()
+            .name("chat-listener".into())
+            .spawn(move || accept_loop(&listener, &context))
+            .expect("spawn the listener");
+    }
     conversations
 }
 
@@ -165,13 +201,19 @@ fn accept_loop(listener: &TcpListener, context: &Arc<Context>) {
                 continue;
             }
         };
-        admit(context, stream, kept, address);
+        admit(context, stream, kept, address, false);
     }
 }
 
 /// Counts a new connection in (making room if need be) and starts its
 /// handshake.
-fn admit(context: &Arc<Context>, stream: TcpStream, kept: TcpStream, address: SocketAddr) {
+fn admit(
+    context: &Arc<Context>,
+    stream: TcpStream,
+    kept: TcpStream,
+    address: SocketAddr,
+    relayed: bool,
+) {
     // The deadlines count from here.
     let deadlines = Deadlines::from(Instant::now());
     let prefix = Prefix::of(address.ip());
@@ -209,6 +251,7 @@ fn admit(context: &Arc<Context>, stream: TcpStream, kept: TcpStream, address: So
                 prefix,
                 address,
                 deadlines,
+                relayed,
             };
             handle(stream, &connection, &dropped, &for_thread);
         });
@@ -253,6 +296,7 @@ struct Connection {
     prefix: Prefix,
     address: SocketAddr,
     deadlines: Deadlines,
+    relayed: bool,
 }
 
 /// One connection's handshake, then its claim to a slot.
@@ -262,6 +306,7 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
         prefix,
         address,
         deadlines,
+        relayed,
     } = *connection;
     let mut no_key = false;
     let mut left = false;
@@ -320,12 +365,12 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
             return;
         }
     };
-    claim(context, connected, address);
+    claim(context, connected, address, relayed);
 }
 
 /// Gives an authenticated connection a slot and hands it to the program,
 /// or closes it as busy.
-fn claim(context: &Context, connected: Connected, address: SocketAddr) {
+fn claim(context: &Context, connected: Connected, address: SocketAddr, relayed: bool) {
     let peer = &connected.established.peer;
     let fingerprint = peer.key.fingerprint();
     let verified = context.options.verified.as_ref().is_some_and(|f| f(peer));
@@ -369,6 +414,7 @@ fn claim(context: &Context, connected: Connected, address: SocketAddr) {
                 peer_address: address,
                 slot,
                 evicted,
+                relayed,
             });
         }
         Err(_) => {

@@ -1,0 +1,485 @@
+//! Invites at the edge: the server's room secret and where it listens,
+//! the standing relay registration, and on the joiner's side the invites
+//! kept for contacts (`docs/FILES.md`) and the way to a server an invite
+//! names. The invite line itself is [`crate::invite`].
+
+use std::io::{self, BufRead, IsTerminal, Read as _, Write};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::{Arc, Mutex};
+
+use base64ct::{Base64UrlUnpadded, Encoding};
+use rand::RngExt;
+
+use super::Context;
+use super::peer::Me;
+use super::trust_policy::{self, PeerView, Policy};
+use crate::address::Address;
+use crate::cli::{CommonArgs, ServeArgs};
+use crate::crypto::Fingerprint;
+use crate::crypto::room::RoomSecret;
+use crate::error::Error;
+use crate::files::{self, LockFile, ReadOutcome};
+use crate::home::Home;
+use crate::invite::{Invite, MAX_DIRECT, looks_like_invite};
+use crate::net::dial::{self, Path as DialPath, Route};
+use crate::net::relay_client::{self, Registration};
+use crate::net::server::{self, Incoming, Log};
+use crate::net::{self, Connected, Decision, NetError};
+use crate::protocol::{CloseReason, ProtocolError};
+use crate::trust::KnownPeers;
+
+/// The room secret's file in the state folder.
+pub const ROOM_FILE: &str = "relay_room";
+
+/// The contacts' invites, by fingerprint.
+pub const CONTACTS_FILE: &str = "invites.toml";
+
+/// Largest contacts' invites file read.
+const CONTACTS_LIMIT: u64 = 4 << 20;
+
+fn unsafe_or_io(context: String) -> impl FnOnce(io::Error) -> Error {
+    move |source| match files::unsafe_state(&source) {
+        Some(problem) => Error::Unsafe(problem.clone()),
+        None => Error::Io { context, source },
+    }
+}
+
+/// The server's room secret: read from the state folder, or made (and
+/// kept, mode 0600) if there is none or `rotate` asks for a new one. A
+/// file others could read or change is refused, as `identity.pem` is.
+pub fn room_secret(home: &Home, rotate: bool) -> Result<(RoomSecret, bool), Error> {
+    home.create()?;
+    let path = home.dir().join(ROOM_FILE);
+    if !rotate {
+        let read = files::read_private(&path, 256)
+            .map_err(unsafe_or_io(format!("cannot read {}", path.display())))?;
+        match read {
+            ReadOutcome::Missing => {}
+            ReadOutcome::TooLarge => return Err(malformed_room(&path)),
+            ReadOutcome::Contents(bytes) => {
+                let text = String::from_utf8(bytes).map_err(|_| malformed_room(&path))?;
+                let mut secret = [0u8; 32];
+                return match Base64UrlUnpadded::decode(text.trim_end(), &mut secret) {
+                    Ok(decoded) if decoded.len() == 32 => {
+                        Ok((RoomSecret::from_bytes(secret), false))
+                    }
+                    _ => Err(malformed_room(&path)),
+                };
+            }
+        }
+    }
+    let secret = RoomSecret::from_bytes(rand::rng().random());
+    let text = format!("{}\n", Base64UrlUnpadded::encode_string(secret.as_bytes()));
+    files::write_atomically(&path, text.as_bytes())
+        .map_err(unsafe_or_io(format!("cannot write {}", path.display())))?;
+    Ok((secret, true))
+}
+
+fn malformed_room(path: &Path) -> Error {
+    Error::Input(format!(
+        "{} is not a room secret (43 characters of base64url); move it aside, or run serve \
+         with --new-room to make a new one (invites given out so far stop working)",
+        path.display()
+    ))
+}
+
+/// The addresses an invite lists for a listener on `local`: that address,
+/// or for a wildcard one every address of this machine's interfaces (up
+/// to [`MAX_DIRECT`], loopback and link-local left out).
+pub fn direct_addresses(local: SocketAddr) -> Vec<Address> {
+    let port = local.port();
+    let ips: Vec<IpAddr> = if local.ip().is_unspecified() {
+        interface_addresses()
+            .into_iter()
+            .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
+            .filter(|ip| local.is_ipv6() || ip.is_ipv4())
+            .collect()
+    } else {
+        vec![local.ip()]
+    };
+    ips.into_iter()
+        .take(MAX_DIRECT)
+        .filter_map(|ip| {
+            Address::parse_with_default_port(&SocketAddr::new(ip, port).to_string(), port).ok()
+        })
+        .collect()
+}
+
+fn is_link_local(ip: &IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_link_local(),
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
+    }
+}
+
+/// This machine's interface addresses (getifaddrs).
+fn interface_addresses() -> Vec<IpAddr> {
+    let mut out = Vec::new();
+    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
+    // SAFETY: getifaddrs fills `list` with a linked list that we only read
+    // and then free with freeifaddrs.
+    unsafe {
+        if libc::getifaddrs(&mut list) != 0 {
+            return out;
+        }
+        let mut entry = list;
+        while !entry.is_null() {
+            let address = (*entry).ifa_addr;
+            if !address.is_null() {
+                match i32::from((*address).sa_family) {
+                    libc::AF_INET => {
+                        let v4 = &*(address as *const libc::sockaddr_in);
+                        out.push(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()));
+                    }
+                    libc::AF_INET6 => {
+                        let v6 = &*(address as *const libc::sockaddr_in6);
+                        out.push(IpAddr::from(v6.sin6_addr.s6_addr));
+                    }
+                    _ => {}
+                }
+            }
+            entry = (*entry).ifa_next;
+        }
+        libc::freeifaddrs(list);
+    }
+    out.dedup();
+    out
+}
+
+/// Where `chat serve` takes its conversations from: a listener, relay
+/// circuits, or both.
+pub struct Endpoints {
+    listener: Option<TcpListener>,
+    relay: Option<(Address, RoomSecret)>,
+}
+
+/// The ways in, and the lines that tell the user about them.
+pub fn endpoints(home: &Home, args: &ServeArgs, me: Fingerprint) -> Result<Endpoints, Error> {
+    let listener = if args.relay.is_some() && args.relay_only {
+        None
+    } else {
+        let listener = TcpListener::bind(args.listen)
+            .map_err(Error::io(format!("cannot listen on {}", args.listen)))?;
+        let local = listener
+            .local_addr()
+            .map_err(Error::io("reading the listening address"))?;
+        eprintln!("listening on {local}");
+        Some((listener, local))
+    };
+    let Some(relay) = &args.relay else {
+        return Ok(Endpoints {
+            listener: listener.map(|(l, _)| l),
+            relay: None,
+        });
+    };
+    let (room, made) = room_secret(home, args.new_room)?;
+    let invite = Invite {
+        relay: relay.clone(),
+        room: room.clone(),
+        direct: listener
+            .as_ref()
+            .map(|(_, local)| direct_addresses(*local))
+            .unwrap_or_default(),
+        once: None,
+        fingerprint: me,
+    };
+    if made {
+        eprintln!(
+            "Made a new room secret in {}{}.",
+            home.dir().join(ROOM_FILE).display(),
+            if args.new_room {
+                " (invites given out before stop working)"
+            } else {
+                ""
+            }
+        );
+    }
+    eprintln!(
+        "Invite (anyone who has it can reach you through relay {relay}, and knows your key):"
+    );
+    eprintln!("{invite}");
+    Ok(Endpoints {
+        listener: listener.map(|(l, _)| l),
+        relay: Some((relay.clone(), room)),
+    })
+}
+
+impl Endpoints {
+    /// Starts the server on them; the registration lasts as long as the
+    /// returned handle.
+    pub fn serve(
+        self,
+        identity: Arc<crate::crypto::PrivateKey>,
+        nickname: String,
+        options: server::Options,
+        log: Log,
+    ) -> (Receiver<Incoming>, Option<Registration>) {
+        let (circuits, registration) = match self.relay {
+            Some((relay, room)) => {
+                let (sender, receiver) = mpsc::channel::<TcpStream>();
+                let registration =
+                    relay_client::register(relay, room.room_id(), sender, Arc::clone(&log));
+                (Some(receiver), Some(registration))
+            }
+            None => (None, None),
+        };
+        let incoming =
+            server::serve_with(self.listener, circuits, identity, nickname, options, log);
+        (incoming, registration)
+    }
+}
+
+/// Where an incoming conversation came from, for its description.
+pub fn incoming_place(incoming: &Incoming) -> String {
+    if incoming.relayed {
+        format!("via relay {}", incoming.peer_address)
+    } else {
+        incoming.peer_address.to_string()
+    }
+}
+
+/// What `connect` and `send` were asked to reach.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A HOST:PORT (or a name that is not a contact with an invite).
+    Address(Address),
+    /// An invite, given or kept for a contact.
+    Invite(Box<Invite>),
+}
+
+/// Parses the command line's peer: an invite, or an address (a name is an
+/// address until [`resolve`] finds a contact's invite for it).
+pub fn parse_target(text: &str) -> Result<Target, String> {
+    if looks_like_invite(text) {
+        return text
+            .parse::<Invite>()
+            .map(|invite| Target::Invite(Box::new(invite)))
+            .map_err(|e| e.to_string());
+    }
+    Address::parse_with_default_port(text, crate::address::DEFAULT_PORT)
+        .map(Target::Address)
+        .map_err(|e| e.to_string())
+}
+
+/// The target in force: the one given; else an invite from `CHAT_INVITE`;
+/// else (when `stdin_allowed`) one line from standard input, so that an
+/// invite need not appear in `ps`. A name of a contact whose invite is kept
+/// becomes that invite, unless the name is given with a port.
+pub fn resolve(home: &Home, given: Option<&Target>, stdin_allowed: bool) -> Result<Target, Error> {
+    let target = match given {
+        Some(target) => target.clone(),
+        None => from_environment(stdin_allowed)?,
+    };
+    if let Target::Address(address) = &target
+        && let Some(invite) = contact_invite(home, address.host())?
+    {
+        return Ok(Target::Invite(Box::new(invite)));
+    }
+    Ok(target)
+}
+
+fn from_environment(stdin_allowed: bool) -> Result<Target, Error> {
+    let bad = |e: String| Error::Input(e);
+    if let Ok(text) = std::env::var("CHAT_INVITE")
+        && !text.trim().is_empty()
+    {
+        return parse_target(text.trim()).map_err(|e| bad(format!("CHAT_INVITE: {e}")));
+    }
+    if !stdin_allowed {
+        return Err(bad(
+            "give the peer (HOST:PORT, a contact's name or an invite), or the invite in CHAT_INVITE"
+                .into(),
+        ));
+    }
+    let stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprint!("Paste the invite (chat://...): ");
+        let _ = io::stderr().flush();
+    }
+    let mut line = String::new();
+    stdin
+        .lock()
+        .take(crate::invite::MAX_INVITE as u64 + 2)
+        .read_line(&mut line)
+        .map_err(Error::io("reading the invite from standard input"))?;
+    if line.trim().is_empty() {
+        return Err(bad(
+            "no peer given: give HOST:PORT, a contact's name or an invite, as an argument, in \
+             CHAT_INVITE, or as the first line of standard input"
+                .into(),
+        ));
+    }
+    parse_target(line.trim()).map_err(|e| bad(format!("standard input: {e}")))
+}
+
+/// The file of contacts' invites.
+fn contacts_path(home: &Home) -> PathBuf {
+    home.dir().join(CONTACTS_FILE)
+}
+
+/// The kept invites, fingerprint → invite line.
+fn load_contacts(home: &Home) -> Result<toml::Table, Error> {
+    let path = contacts_path(home);
+    let bytes = match files::read_private(&path, CONTACTS_LIMIT)
+        .map_err(unsafe_or_io(format!("cannot read {}", path.display())))?
+    {
+        ReadOutcome::Missing => return Ok(toml::Table::new()),
+        ReadOutcome::TooLarge => {
+            return Err(Error::Input(format!(
+                "{} is larger than 4 MiB",
+                path.display()
+            )));
+        }
+        ReadOutcome::Contents(bytes) => bytes,
+    };
+    let text = String::from_utf8(bytes)
+        .map_err(|_| Error::Input(format!("{} is not UTF-8 text", path.display())))?;
+    let table: toml::Table = toml::from_str(&text)
+        .map_err(|e| Error::Input(format!("{}: {}", path.display(), e.message())))?;
+    Ok(table
+        .get("invite")
+        .and_then(|v| v.as_table())
+        .cloned()
+        .unwrap_or_default())
+}
+
+/// The invite kept for the contact pinned as `name`, if any.
+fn contact_invite(home: &Home, name: &str) -> Result<Option<Invite>, Error> {
+    if !crate::trust::is_valid_name(name) || !contacts_path(home).exists() {
+        return Ok(None);
+    }
+    let store = KnownPeers::load(&home.known_peers_path())?;
+    let Some(peer) = store.get(name) else {
+        return Ok(None);
+    };
+    let contacts = load_contacts(home)?;
+    let Some(line) = contacts
+        .get(&peer.fingerprint.to_string())
+        .and_then(|v| v.as_str())
+    else {
+        return Ok(None);
+    };
+    let invite: Invite = line.parse().map_err(|e| {
+        Error::Input(format!(
+            "{}: the invite kept for {name}: {e}",
+            contacts_path(home).display()
+        ))
+    })?;
+    // An invite is kept under the key it names; anything else was edited.
+    Ok((invite.fingerprint == peer.fingerprint).then_some(invite))
+}
+
+/// Keeps `invite` (without a one-time secret) as the way to reach the key
+/// it names, so that `chat connect NAME` finds it next time.
+pub fn remember(home: &Home, invite: &Invite) -> Result<(), Error> {
+    let path = contacts_path(home);
+    let lock_path = home.dir().join(format!("{CONTACTS_FILE}.lock"));
+    let _lock = LockFile::acquire(&lock_path)
+        .map_err(unsafe_or_io(format!("cannot lock {}", lock_path.display())))?;
+    let mut contacts = load_contacts(home)?;
+    contacts.insert(
+        invite.fingerprint.to_string(),
+        toml::Value::String(invite.reusable().to_string()),
+    );
+    let mut root = toml::Table::new();
+    root.insert("invite".into(), toml::Value::Table(contacts));
+    let text = format!(
+        "# Invites of pinned peers, by fingerprint, so that `chat connect NAME` finds them.\n\
+         # They hold room secrets: keep this file private. See docs/FILES.md.\n{}",
+        toml::to_string(&root).map_err(|e| Error::Input(e.to_string()))?
+    );
+    files::write_atomically(&path, text.as_bytes())
+        .map_err(unsafe_or_io(format!("cannot write {}", path.display())))
+}
+
+/// The way to the server an invite names, given `--no-relay`.
+pub fn route(invite: &Invite, no_relay: bool) -> Route {
+    Route {
+        direct: invite.direct.clone(),
+        relay: (!no_relay).then(|| (invite.relay.clone(), invite.room.room_id())),
+    }
+}
+
+/// Races the invite's paths (direct first, the relay later).
+pub fn reach(invite: &Invite, no_relay: bool) -> Result<(TcpStream, DialPath), Error> {
+    // Failing to reach the server is a network failure (exit 3).
+    dial::race(&route(invite, no_relay))
+        .map_err(|e| Error::Busy(format!("cannot reach the invite's server: {e}")))
+}
+
+/// Joins the server an invite names: the first path ready carries the
+/// handshake, with us as the initiator. The responder must prove the key
+/// the invite names before anything about us is sent; a match pins it as
+/// verified, and the invite is kept as the way to reach it.
+pub(super) fn join(
+    context: &Context,
+    me: &Me,
+    invite: &Invite,
+    common: &CommonArgs,
+    no_relay: bool,
+) -> Result<(Connected, PeerView), Error> {
+    if let Some(expected) = common.expect
+        && expected != invite.fingerprint
+    {
+        return Err(Error::Input(format!(
+            "--expect {expected} and the invite's key {} differ; give one of them",
+            invite.fingerprint
+        )));
+    }
+    let known_peers = context.home.known_peers_path();
+    let store = KnownPeers::load(&known_peers)?;
+    let policy = Policy::Expect(invite.fingerprint);
+    let (stream, path) = reach(invite, no_relay)?;
+    eprintln!("Reached the invite's server {path}.");
+    let mut judged = None;
+    let outcome = net::initiate(
+        stream,
+        &mut rand::rng(),
+        &me.identity,
+        &me.nickname,
+        |peer| {
+            let verdict = trust_policy::judge_with(&store, &policy, peer, None);
+            let decision = match &verdict {
+                Ok(_) => Decision::Continue,
+                Err(_) => Decision::Abandon(CloseReason::Untrusted),
+            };
+            judged = Some(verdict);
+            decision
+        },
+    );
+    let outcome = outcome.map_err(|error| match error {
+        NetError::Protocol(ProtocolError::Refused(reason)) => Error::Busy(format!(
+            "the invite's server ({path}) refused the connection: {reason}"
+        )),
+        error => Error::Peer {
+            address: format!("the invite's server ({path})"),
+            error,
+        },
+    })?;
+    let view = match judged.expect("the trust decision ran") {
+        Ok(view) => view,
+        Err(Error::Untrusted(_)) => {
+            return Err(Error::Untrusted(format!(
+                "the server reached {path} does not hold the key the invite names ({});                  refusing to talk, and nothing about you was sent to it",
+                invite.fingerprint
+            )));
+        }
+        Err(error) => return Err(error),
+    };
+    let connected = outcome.expect("abandoned only when the trust decision failed");
+    remember(&context.home, invite)?;
+    let name = view.label();
+    if view.pinned_now {
+        eprintln!("Its key matches the invite; pinned as {name:?} (verified).");
+    } else {
+        eprintln!("Its key matches the invite (pinned as {name:?}).");
+    }
+    Ok((connected, view))
+}
+
+/// A shared log that prints on standard error.
+pub fn stderr_log() -> Log {
+    Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))))
+}
