@@ -4,7 +4,7 @@ pinned peer waits meanwhile, how many handshakes it sustains, and its memory
 with many connections open. Figures, not pass/fail; methods in
 docs/PERFORMANCE.md ("Serving under load").
 
-usage: bench/serve_load.py CHAT [keys|flood|latency|rate|connections|all] [options]
+usage: bench/serve_load.py CHAT [keys|flood|latency|quiet|rate|connections|all] [options]
 
   keys         CPU-seconds per transient key (examples/transient_cost)
   flood        300 ClientHellos over 10 s from 127.0.0.2-9: serve's CPU-seconds
@@ -12,6 +12,10 @@ usage: bench/serve_load.py CHAT [keys|flood|latency|rate|connections|all] [optio
                has passed and serve is idle again)
   latency      the same flood rate for --latency-seconds, while a pinned peer
                from 127.0.0.1 runs `chat send` every --every seconds:
+               connect-to-delivered p50 and p99
+  quiet        64 silent connections from 127.0.0.2-9 held open (each reopened
+               as soon as serve drops it) for --latency-seconds, while the
+               pinned peer runs `chat send` every --every seconds:
                connect-to-delivered p50 and p99
   rate         honest handshakes per second (examples/handshake_rate, 4 threads)
   connections  RSS, threads and descriptors of serve with 1000 connections open
@@ -281,6 +285,62 @@ def latency(args):
         homes.close()
 
 
+def quiet(args):
+    homes = Homes(args.chat)
+    server, port = homes.serve()
+    try:
+        wait_idle(server.pid)
+        stop = threading.Event()
+        reopened = [0]
+
+        def hold():
+            """Keeps 8 silent connections open from each of 127.0.0.2-9."""
+            held = {}
+            selector = selectors.DefaultSelector()
+            while not stop.is_set():
+                for source in range(8):
+                    for slot in range(8):
+                        if (source, slot) in held:
+                            continue
+                        s = socket.socket()
+                        try:
+                            s.bind((f"127.0.0.{2 + source}", 0))
+                            s.connect(("127.0.0.1", port))
+                            held[(source, slot)] = s
+                            selector.register(s, selectors.EVENT_READ, (source, slot))
+                            reopened[0] += 1
+                        except OSError:
+                            s.close()
+                for key, _ in selector.select(0.05):
+                    selector.unregister(key.fileobj)
+                    key.fileobj.close()
+                    del held[key.data]
+            for s in held.values():
+                s.close()
+
+        holder = threading.Thread(target=hold)
+        holder.start()
+        time.sleep(1)
+        samples, failures = [], []
+        until = time.monotonic() + args.latency_seconds
+        while time.monotonic() < until:
+            took, code, err = homes.send(port)
+            (samples if code == 0 else failures).append((took, err))
+            time.sleep(max(0.0, args.every - took))
+        stop.set()
+        holder.join()
+        times = [t for t, _ in samples]
+        print(f"quiet: 64 silent connections held from 8 addresses ({reopened[0]} opened in all), a pinned "
+              f"peer every {args.every} s for {args.latency_seconds} s: {len(times)} delivered, "
+              f"{len(failures)} failed, p50 {percentile(times, 50) * 1000:.0f} ms, "
+              f"p99 {percentile(times, 99) * 1000:.0f} ms, max {max(times) * 1000 if times else float('nan'):.0f} ms")
+        for took, err in failures[:5]:
+            print(f"  failed after {took:.2f} s: {err}")
+    finally:
+        server.kill()
+        homes.close()
+
+
 def keys(args):
     example = os.path.join(os.path.dirname(args.chat), "examples", "transient_cost")
     print("keys: " + subprocess.run([example, "60"], capture_output=True, text=True, check=True).stdout.strip())
@@ -349,7 +409,7 @@ def connections(args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("chat")
-    parser.add_argument("what", nargs="?", default="all", choices=["keys", "flood", "latency", "rate", "connections", "all"])
+    parser.add_argument("what", nargs="?", default="all", choices=["keys", "flood", "latency", "quiet", "rate", "connections", "all"])
     parser.add_argument("--hellos", type=int, default=300)
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--latency-seconds", type=int, default=60)
@@ -359,7 +419,7 @@ def main():
     args = parser.parse_args()
     args.chat = os.path.abspath(args.chat)
     raise_descriptor_limit()
-    for name in ["keys", "flood", "latency", "rate", "connections"]:
+    for name in ["keys", "flood", "latency", "quiet", "rate", "connections"]:
         if args.what in (name, "all"):
             globals()[name](args)
             sys.stdout.flush()

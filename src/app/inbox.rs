@@ -191,6 +191,9 @@ impl Dispatcher {
                 }
             };
         lock(names).insert(id, name);
+        if let Some(evicted) = evicted.filter(|e| e.reason == CloseReason::Superseded) {
+            self.repl.superseded(evicted.id, id);
+        }
         {
             let repl = self.repl.clone();
             let sender = conversation.sender();

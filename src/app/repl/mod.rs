@@ -382,6 +382,24 @@ impl Repl {
         self.shared.lock().conversations.evicted(id, reason);
     }
 
+    /// The same peer (the same key) connected again: conversation `new`
+    /// takes the place of `old`, as the target and for the line being typed.
+    pub fn superseded(&self, old: Id, new: Id) {
+        let mut ui = self.shared.lock();
+        if ui.conversations.target() == Some(old) {
+            ui.conversations.choose(new);
+        }
+        if ui.addressee == Some(Addressee::Conversation(old)) {
+            ui.addressee = Some(Addressee::Conversation(new));
+        }
+        if let Some(draft) = &mut ui.draft
+            && draft.addressee == Addressee::Conversation(old)
+        {
+            draft.addressee = Addressee::Conversation(new);
+        }
+        let _ = ui.refresh_prompt();
+    }
+
     /// Whether the user is leaving.
     pub fn is_quitting(&self) -> bool {
         self.shared.quitting.load(Ordering::SeqCst)
