@@ -93,7 +93,7 @@ pub struct CommonArgs {
     pub max_message: u64,
     /// Update our session key after SIZE bytes (suffixes K, M, G) or TIME (e.g. 30s, 10m),
     /// whichever comes first; only lowers the protocol's 1G and 1h (like ssh's RekeyLimit)
-    #[arg(long, value_name = "SIZE[,TIME]", default_value = "default", value_parser = parse_rekey_limit)]
+    #[arg(long, value_name = "SIZE[,TIME]", default_value = "1G,1h", value_parser = parse_rekey_limit)]
     pub rekey_limit: RekeyLimit,
     /// Log more on standard error: each key update; for serve, also every connection
     /// admitted, dropped or refused, and why (rate-limited)
