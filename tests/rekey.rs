@@ -382,3 +382,132 @@ fn a_rekey_limit_above_the_protocol_or_too_small_is_refused() {
         }
     }
 }
+
+/// `tests/interop/peer_v2.py`, as a child process: its JSON events, one per
+/// line, once it has exited (killed after 30 s).
+fn peer_v2(args: &[&str], before_exit: impl FnOnce(u16)) -> Vec<serde_json::Value> {
+    use std::io::{BufRead, BufReader};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new("python3")
+        .arg(root.join("tests/interop/peer_v2.py"))
+        .args(args)
+        .current_dir(root)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs (install Python 3 and `pip install cryptography`)");
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut port = 0;
+    if args[0] == "serve" {
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("peer_v2.py serve said {first:?}"));
+    }
+    let lines = std::thread::spawn(move || {
+        stdout
+            .lines()
+            .map(|l| serde_json::from_str(&l.unwrap()).unwrap())
+            .collect::<Vec<serde_json::Value>>()
+    });
+    before_exit(port);
+    let deadline = std::time::Instant::now() + secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("peer_v2.py did not finish");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    lines.join().unwrap()
+}
+
+fn count(events: &[serde_json::Value], kind: &str) -> usize {
+    events.iter().filter(|e| e["event"] == kind).count()
+}
+
+/// An implementation written from the spec alone follows our key updates,
+/// and we follow its: `chat send --rekey-limit 64K` to `peer_v2.py serve`,
+/// and `peer_v2.py send --rekey-bytes 4K --chunk 1024` to `chat serve`.
+#[test]
+fn an_implementation_from_the_spec_follows_our_key_updates_and_we_follow_its() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors/keys");
+    let ada = TestHome::with_identity("initiator");
+    let message = ada.file("message");
+    let bytes = noise(1 << 20, 5);
+    fs::write(&message, &bytes).unwrap();
+    let saved = ada.file("saved");
+    let responder = keys.join("responder.pem");
+    let events = peer_v2(
+        &[
+            "serve",
+            "--key",
+            responder.to_str().unwrap(),
+            "--save-dir",
+            saved.to_str().unwrap(),
+        ],
+        |port| {
+            let sent = ada
+                .chat()
+                .args(["send", &format!("127.0.0.1:{port}"), "--accept-new"])
+                .args(["--rekey-limit", "64K", "--file"])
+                .arg(&message)
+                .output()
+                .unwrap();
+            assert!(sent.status.success(), "{sent:?}");
+        },
+    );
+    let end = events.iter().find(|e| e["event"] == "end").unwrap();
+    assert_eq!(end["ok"], true, "{events:?}");
+    assert!(count(&events, "key-update-received") >= 15, "{events:?}");
+    let received = events.iter().find(|e| e["event"] == "message").unwrap();
+    assert_eq!(
+        received["sha256"].as_str().unwrap(),
+        hex::encode(Sha256::digest(&bytes))
+    );
+
+    let bob = TestHome::with_identity("responder");
+    let mut command = serve_command(&bob, &["--once", "--accept-new", "--json"]);
+    command.stdin(Stdio::null());
+    let server = Running::spawn(command);
+    let text = "the same text again and again; ".repeat(3000);
+    let initiator = keys.join("initiator.pem");
+    let events = peer_v2(
+        &[
+            "send",
+            &format!("127.0.0.1:{}", server.port()),
+            "--key",
+            initiator.to_str().unwrap(),
+            "--rekey-bytes",
+            "4K",
+            "--chunk",
+            "1024",
+            "--message",
+            &text,
+        ],
+        |_| {},
+    );
+    let updates = count(&events, "key-update-sent");
+    assert!(updates >= 20, "{events:?}");
+    let server = server.finish(secs(20));
+    assert_eq!(server.code, Some(0), "{server:#?}");
+    let events: Vec<serde_json::Value> = server
+        .stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let received: Vec<u64> = events
+        .iter()
+        .filter(|e| e["event"] == "key_update" && e["direction"] == "received")
+        .map(|e| e["epoch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(received, (1..=updates as u64).collect::<Vec<_>>());
+    let message = events.iter().find(|e| e["event"] == "message").unwrap();
+    assert_eq!(message["text"], text);
+}
