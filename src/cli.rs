@@ -7,6 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use crate::address::Address;
 pub use crate::app::invite::Target;
 use crate::crypto::Fingerprint;
+use crate::session::RekeyLimit;
 
 /// End-to-end encrypted, trust-on-first-use chat for the command line.
 #[derive(Debug, Parser)]
@@ -90,6 +91,14 @@ pub struct CommonArgs {
     /// Largest message accepted from the peer, in bytes (suffixes K, M, G)
     #[arg(long, value_name = "SIZE", default_value = "4G", value_parser = parse_size)]
     pub max_message: u64,
+    /// Update our session key after SIZE bytes (suffixes K, M, G) or TIME (e.g. 30s, 10m),
+    /// whichever comes first; only lowers the protocol's 1G and 1h (like ssh's RekeyLimit)
+    #[arg(long, value_name = "SIZE[,TIME]", default_value = "1G,1h", value_parser = parse_rekey_limit)]
+    pub rekey_limit: RekeyLimit,
+    /// Log more on standard error: each key update; for serve, also every connection
+    /// admitted, dropped or refused, and why (rate-limited)
+    #[arg(short, long)]
+    pub verbose: bool,
 }
 
 /// `chat serve`.
@@ -110,9 +119,6 @@ pub struct ServeArgs {
     /// first lines and is kept for /save (suffixes K, M, G)
     #[arg(long, value_name = "SIZE", default_value = "64K", value_parser = parse_size)]
     pub screen_limit: u64,
-    /// Log every connection admitted, dropped or refused, and why, on standard error (rate-limited)
-    #[arg(short, long)]
-    pub verbose: bool,
     /// Also meet peers through this relay (`chat relay`), and print an invite for them
     #[arg(long, value_name = "HOST[:PORT]", value_parser = parse_relay_address)]
     pub relay: Option<Address>,
@@ -183,6 +189,11 @@ fn parse_target(text: &str) -> Result<Target, String> {
 fn parse_relay_address(text: &str) -> Result<Address, String> {
     Address::parse_with_default_port(text, crate::invite::DEFAULT_RELAY_PORT)
         .map_err(|e| e.to_string())
+}
+
+/// `SIZE[,TIME]` for `--rekey-limit` (docs/PROTOCOL.md, 7.2).
+fn parse_rekey_limit(text: &str) -> Result<RekeyLimit, String> {
+    RekeyLimit::parse(text).map_err(|e| e.to_string())
 }
 
 /// Parses a byte count with an optional K, M or G suffix (powers of 1024).

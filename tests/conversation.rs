@@ -133,7 +133,7 @@ fn send_reads_standard_input_from_a_pipe() {
     drop(input);
     sender.finish(secs(20)).ok();
     let received = server.finish(secs(20));
-    assert_eq!(received.stdout, "several\nlines\nas one message\n");
+    assert_eq!(received.stdout, "several\nlines\nas one message");
 }
 
 /// `chat send` says DONE after its message (docs/PROTOCOL.md, 8.4): a
@@ -329,7 +329,7 @@ fn a_changed_key_is_refused_by_the_serving_side() {
     assert_eq!(sender.finish(secs(20)).code, Some(0));
     let server = server.finish(secs(20));
     assert_eq!(server.code, Some(0), "{server:#?}");
-    assert_eq!(server.stdout, "the real ada\n");
+    assert_eq!(server.stdout, "the real ada");
     bob_store.check();
 }
 
@@ -390,7 +390,7 @@ fn serve_once_outlasts_refused_strangers() {
         assert_eq!(sent.code, Some(0), "{mode:?}: {sent:#?}");
         let server = server.finish(secs(20));
         assert_eq!(server.code, Some(0), "{mode:?}: {server:#?}");
-        assert_eq!(server.stdout, "from ada\n");
+        assert_eq!(server.stdout, "from ada");
         assert_eq!(
             server.stderr.matches("chat: ").count(),
             2,

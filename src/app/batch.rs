@@ -21,9 +21,11 @@ use crate::protocol::CloseReason;
 use crate::sanitize;
 
 /// A conversation without a terminal: each line of standard input is a
-/// message (a line starting with `/` is a command); received messages go to
-/// standard output. End of input means "nothing more to send": we wait for
-/// the receipts and for the peer to finish.
+/// message, its line ending included (a line starting with `/` is a
+/// command); received messages go to standard output as they came. So a
+/// batch peer's input arrives byte for byte in our output, and ours in its.
+/// End of input means "nothing more to send": we wait for the receipts and
+/// for the peer to finish.
 pub(super) fn batch(
     context: &Context,
     me: &Me,
@@ -59,7 +61,14 @@ pub(super) fn batch_in(
         address.as_deref(),
         address.is_none(),
     );
-    let handler = OutputHandler::new(Arc::clone(&view), common.json, notice.clone());
+    let handler =
+        OutputHandler::new(Arc::clone(&view), common.json, notice.clone()).verbose(common.verbose);
+    let mut connected = connected;
+    connected
+        .established
+        .session
+        .send()
+        .set_rekey_limit(common.rekey_limit);
     let conversation = match slot {
         Some(slot) => Conversation::over(
             connected,
@@ -178,15 +187,19 @@ fn read_commands(
                 break;
             }
         }
+        // The line is sent as it came, its line ending included; a command
+        // is read without it.
+        let mut ending = 0;
         if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
+            ending = 1;
+            if line.len() > 1 && line[line.len() - 2] == b'\r' {
+                ending = 2;
             }
         }
         let text = match line.strip_prefix(b"/") {
             Some(rest) if rest.starts_with(b"/") => rest,
             Some(command) => {
+                let command = &command[..command.len() - ending];
                 let command = String::from_utf8_lossy(command).into_owned();
                 let (word, argument) = match command.split_once(' ') {
                     Some((word, argument)) => (word.to_string(), Some(argument.trim().to_string())),

@@ -38,6 +38,8 @@ pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error
         let settings = repl::Settings {
             max_message: args.common.max_message,
             screen_limit: args.screen_limit,
+            rekey_limit: args.common.rekey_limit,
+            verbose: args.common.verbose,
         };
         converse(context, &me, connected, view, settings)
     } else {

@@ -67,7 +67,7 @@ pub(super) fn server_options(args: &ServeArgs, known_peers: PathBuf) -> server::
         } else {
             usize::from(args.max_conversations)
         },
-        verbose: args.verbose,
+        verbose: args.common.verbose,
         verified: Some(verified),
         ..server::Options::default()
     }

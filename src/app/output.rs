@@ -6,10 +6,11 @@ use std::io::{self, IsTerminal, Write};
 use std::ops::RangeInclusive;
 use std::sync::{Arc, Mutex};
 
+use base64ct::Encoding;
 use serde_json::json;
 
 use super::trust_policy::PeerView;
-use crate::net::conversation::{Ending, Handler, Summary};
+use crate::net::conversation::{Ending, Handler, KeyDirection, KeyUpdates, Summary};
 use crate::sanitize;
 
 /// Messages up to this size are printed only once complete; a longer one is
@@ -89,6 +90,14 @@ pub fn ending_event(summary: &Summary) -> serde_json::Value {
 /// instead (as `message_start`, `message_data` and `message_end` events with
 /// `--json`), so memory stays bounded whatever the peer sends.
 ///
+/// Byte for byte: into a pipe or a file, each message is written exactly as
+/// it came, nothing added, so `chat send < f` into `chat serve > out` makes
+/// `out` identical to `f` (several messages follow one another as they are;
+/// `--json` frames them). On a terminal, a message that does not end with a
+/// newline gets one, and control characters are made visible. With `--json`,
+/// text that is not UTF-8 goes in a `base64` field instead of `text`
+/// ([`JsonPayload`]), so no byte is lost there either.
+///
 /// Every write is checked, and [`Handler::message_end`] returns only once
 /// the whole message is written and standard output flushed: a message that
 /// could not be written (a full disk, a closed pipe) is not acknowledged.
@@ -106,6 +115,8 @@ pub struct OutputHandler {
     last_byte: Option<u8>,
     /// The conversation's number in `--json` events, if it has one.
     conversation: Option<u64>,
+    json_pieces: JsonPayload,
+    verbose: bool,
 }
 
 impl OutputHandler {
@@ -123,12 +134,20 @@ impl OutputHandler {
             streamed: 0,
             last_byte: None,
             conversation: None,
+            json_pieces: JsonPayload::default(),
+            verbose: false,
         }
     }
 
     /// Numbers every `--json` event of this conversation (`chat serve`).
     pub fn in_conversation(mut self, id: u64) -> Self {
         self.conversation = Some(id);
+        self
+    }
+
+    /// Logs each key update on standard error (`-v`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
         self
     }
 
@@ -161,16 +180,17 @@ impl OutputHandler {
         .map_err(output_error)
     }
 
-    /// Ends a message printed as text: the rest of a character split at
-    /// the end, a line ending if it had none, and a flush.
+    /// Ends a message printed as text, and flushes. On a terminal: the rest
+    /// of a character split at the end, and a line ending if it had none.
+    /// Into a pipe or a file: nothing, the message is written as it came.
     fn finish_text(&mut self) -> io::Result<()> {
         let mut stdout = io::stdout().lock();
         if self.terminal {
             let rest = self.pieces.finish();
             stdout.write_all(sanitize::for_display(rest.as_bytes()).as_bytes())?;
-        }
-        if self.last_byte != Some(b'\n') {
-            stdout.write_all(b"\n")?;
+            if self.last_byte != Some(b'\n') {
+                stdout.write_all(b"\n")?;
+            }
         }
         stdout.flush()
     }
@@ -183,6 +203,7 @@ impl Handler for OutputHandler {
         self.streaming = length > STREAM_AFTER as u64;
         self.streamed = 0;
         self.last_byte = None;
+        self.json_pieces = JsonPayload::default();
         if self.streaming && self.json {
             self.write_event(
                 json!({"event": "message_start", "id": id, "from": self.label(), "length": length}),
@@ -198,9 +219,8 @@ impl Handler for OutputHandler {
         }
         self.streamed += data.len() as u64;
         if self.json {
-            let text = self.pieces.push(data);
-            if !text.is_empty() {
-                self.write_event(json!({"event": "message_data", "id": id, "text": text}))?;
+            if let Some((field, value)) = self.json_pieces.push(data) {
+                self.write_event(json!({"event": "message_data", "id": id, field: value}))?;
             }
             Ok(())
         } else {
@@ -211,19 +231,19 @@ impl Handler for OutputHandler {
     fn message_end(&mut self, id: u64) -> io::Result<()> {
         if self.json {
             if self.streaming {
-                let rest = self.pieces.finish();
-                if !rest.is_empty() {
-                    self.write_event(json!({"event": "message_data", "id": id, "text": rest}))?;
+                if let Some((field, value)) = self.json_pieces.finish() {
+                    self.write_event(json!({"event": "message_data", "id": id, field: value}))?;
                 }
                 return self.write_event(json!({"event": "message_end", "id": id}));
             }
             let text = std::mem::take(&mut self.text);
+            let (field, value) = JsonPayload::whole(&text);
             return self.write_event(json!({
                 "event": "message",
                 "id": id,
                 "from": self.label(),
                 "length": self.length,
-                "text": String::from_utf8_lossy(&text),
+                field: value,
             }));
         }
         let text = std::mem::take(&mut self.text);
@@ -248,6 +268,25 @@ impl Handler for OutputHandler {
         }
     }
 
+    fn key_updates(&self) -> Option<KeyUpdates> {
+        if !self.json && !self.verbose {
+            return None;
+        }
+        let (json, verbose, notice) = (self.json, self.verbose, self.notice.clone());
+        let conversation = self.conversation;
+        Some(Arc::new(move |direction: KeyDirection, epoch: u64| {
+            if json {
+                json_event(in_conversation(
+                    conversation,
+                    json!({"event": "key_update", "direction": direction.as_str(), "epoch": epoch}),
+                ));
+            }
+            if verbose {
+                notify(&notice, key_update_line(direction, epoch));
+            }
+        }))
+    }
+
     fn ended(&mut self, summary: &Summary) {
         if let Some(id) = summary.cut_off {
             let shown = if self.streamed > 0 {
@@ -265,6 +304,115 @@ impl Handler for OutputHandler {
         }
         if self.json {
             self.event(ending_event(summary));
+        }
+    }
+}
+
+/// The `-v` log line for a key update: its direction and the new epoch.
+pub fn key_update_line(direction: KeyDirection, epoch: u64) -> String {
+    match direction {
+        KeyDirection::Sent => format!("key update sent: our key is now at epoch {epoch}"),
+        KeyDirection::Received => {
+            format!("key update received: the peer's key is now at epoch {epoch}")
+        }
+    }
+}
+
+/// A message's bytes as JSON fields that lose none of them: `text` while
+/// they are UTF-8, `base64` (standard alphabet, padded) for a part that is
+/// not. A streamed message is cut at character boundaries: a character
+/// split between two records is held back until its end arrives, so a
+/// message that is UTF-8 as a whole always comes as `text`. Concatenating
+/// the decoded parts in order gives the message exactly.
+#[derive(Debug, Default)]
+pub struct JsonPayload {
+    pending: Vec<u8>,
+}
+
+impl JsonPayload {
+    /// The field for a whole message.
+    pub fn whole(bytes: &[u8]) -> (&'static str, String) {
+        match std::str::from_utf8(bytes) {
+            Ok(text) => ("text", text.to_string()),
+            Err(_) => ("base64", base64ct::Base64::encode_string(bytes)),
+        }
+    }
+
+    /// The field for the next piece of a streamed message, if there is
+    /// anything to say yet.
+    pub fn push(&mut self, data: &[u8]) -> Option<(&'static str, String)> {
+        self.pending.extend_from_slice(data);
+        let complete = match std::str::from_utf8(&self.pending) {
+            Ok(_) => self.pending.len(),
+            // A character cut at the end: wait for the rest of it.
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => {
+                let bytes = std::mem::take(&mut self.pending);
+                return Some(("base64", base64ct::Base64::encode_string(&bytes)));
+            }
+        };
+        if complete == 0 {
+            return None;
+        }
+        let rest = self.pending.split_off(complete);
+        let text = String::from_utf8(std::mem::replace(&mut self.pending, rest))
+            .expect("checked to be UTF-8");
+        Some(("text", text))
+    }
+
+    /// What is still held back at the end of the message.
+    pub fn finish(&mut self) -> Option<(&'static str, String)> {
+        if self.pending.is_empty() {
+            return None;
+        }
+        let bytes = std::mem::take(&mut self.pending);
+        Some(("base64", base64ct::Base64::encode_string(&bytes)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64ct::Encoding;
+
+    fn decode((field, value): (&str, String)) -> Vec<u8> {
+        match field {
+            "text" => value.into_bytes(),
+            "base64" => base64ct::Base64::decode_vec(&value).unwrap(),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn json_payload_keeps_every_byte() {
+        assert_eq!(JsonPayload::whole("héllo".as_bytes()).0, "text");
+        assert_eq!(JsonPayload::whole(b"a\xffb").0, "base64");
+        let samples: [&[u8]; 4] = [
+            "plain text, € and 🎉 split anywhere".as_bytes(),
+            b"\xff\xfe binary \x00\x80",
+            b"text then a cut character \xe2\x82",
+            b"\xe2\x82\xac",
+        ];
+        for sample in samples {
+            for cut in 0..=sample.len() {
+                let mut payload = JsonPayload::default();
+                let mut out = Vec::new();
+                let mut fields = Vec::new();
+                for piece in [&sample[..cut], &sample[cut..]] {
+                    if let Some(part) = payload.push(piece) {
+                        fields.push(part.0);
+                        out.extend(decode(part));
+                    }
+                }
+                if let Some(part) = payload.finish() {
+                    fields.push(part.0);
+                    out.extend(decode(part));
+                }
+                assert_eq!(out, sample, "cut at {cut}");
+                if std::str::from_utf8(sample).is_ok() {
+                    assert!(fields.iter().all(|f| *f == "text"), "{fields:?}");
+                }
+            }
         }
     }
 }

@@ -36,12 +36,17 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
     if let Some(line) = created {
         eprintln!("{line}");
     }
-    let (connected, view) = match &target {
+    let (mut connected, view) = match &target {
         Target::Address(address) => dial(context, &me, address, &args.common, false)?,
         Target::Invite(invite) => {
             super::invite::join(context, &me, invite, &args.common, args.no_relay)?
         }
     };
+    connected
+        .established
+        .session
+        .send()
+        .set_rekey_limit(args.common.rekey_limit);
     if let (false, Some(note)) = (args.common.json, &view.note) {
         eprintln!("{note}");
     }
@@ -50,7 +55,8 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
     if args.common.json {
         announce(&view, &me, true, &notice, None, true);
     }
-    let handler = OutputHandler::new(Arc::clone(&view), args.common.json, notice);
+    let handler = OutputHandler::new(Arc::clone(&view), args.common.json, notice)
+        .verbose(args.common.verbose);
     let conversation = Conversation::over(connected, args.common.max_message, handler)
         .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();

@@ -155,6 +155,8 @@ fn on_terminal(
     let settings = repl::Settings {
         max_message: args.common.max_message,
         screen_limit: args.screen_limit,
+        rekey_limit: args.common.rekey_limit,
+        verbose: args.common.verbose,
     };
     let on_terminal = |e| Error::io("running the conversation on the terminal")(e);
     let (repl, mut terminal) = Repl::start(Box::new(commands), settings).map_err(on_terminal)?;

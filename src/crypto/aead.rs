@@ -115,6 +115,23 @@ impl Aes256GcmCipher {
     }
 }
 
+/// The hard byte limit per key: [`MAX_BYTES_PER_KEY`], which a test may
+/// lower on its own thread ([`HARD_BYTES_FOR_TESTS`]) to show what key
+/// updates do for a long session without sealing 2^38 bytes.
+fn max_bytes_per_key() -> u64 {
+    #[cfg(test)]
+    return HARD_BYTES_FOR_TESTS.with(std::cell::Cell::get);
+    #[cfg(not(test))]
+    MAX_BYTES_PER_KEY
+}
+
+#[cfg(test)]
+thread_local! {
+    /// The hard byte limit per key on this thread, in tests.
+    pub(crate) static HARD_BYTES_FOR_TESTS: std::cell::Cell<u64> =
+        const { std::cell::Cell::new(MAX_BYTES_PER_KEY) };
+}
+
 /// The state shared by both ends of one direction.
 #[cfg_attr(test, derive(Clone))]
 struct Direction {
@@ -138,7 +155,7 @@ impl Direction {
 
     /// Whether one more record of `len` bytes stays within the hard limits.
     fn within_limits(&self, len: usize) -> bool {
-        self.seq < MAX_RECORDS_PER_KEY && self.bytes + len as u64 <= MAX_BYTES_PER_KEY
+        self.seq < MAX_RECORDS_PER_KEY && self.bytes + len as u64 <= max_bytes_per_key()
     }
 
     /// The nonce and AAD for the next record (whose `length` and type are

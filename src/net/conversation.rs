@@ -8,6 +8,12 @@
 //! several messages arrive together. When both sides have said DONE and
 //! everything is acknowledged, it closes the session. After our CLOSE, the
 //! peer has [`LINGER`] to hang up; then we do, whatever it still sends.
+//!
+//! Key updates (section 7.2) need nothing from the engine: the session
+//! sends KEY_UPDATE by itself before a record when its rekey limit (set on
+//! the [`Session`] before it starts here) says so, and the keep-alives make
+//! the time limit apply on an idle connection too. The engine reports each
+//! update, both ways, where [`Handler::key_updates`] says.
 
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
@@ -74,7 +80,36 @@ pub trait Handler: Send + 'static {
     fn peer_done(&mut self) {}
     /// The conversation is over; nothing is called after this.
     fn ended(&mut self, _summary: &Summary) {}
+    /// Where to report key updates, in both directions; asked once, when
+    /// the conversation starts. None: they are not reported.
+    fn key_updates(&self) -> Option<KeyUpdates> {
+        None
+    }
 }
+
+/// Whose key a KEY_UPDATE moved on (docs/PROTOCOL.md, 7.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDirection {
+    /// Ours: we sent KEY_UPDATE and seal under the next key from now on.
+    Sent,
+    /// The peer's: it sent KEY_UPDATE, and we open under its next key.
+    Received,
+}
+
+impl KeyDirection {
+    /// `sent` or `received`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KeyDirection::Sent => "sent",
+            KeyDirection::Received => "received",
+        }
+    }
+}
+
+/// Reports each key update: its direction and the new key's epoch (never
+/// key material). Called on the thread that sealed or opened the
+/// KEY_UPDATE, in order for each direction.
+pub type KeyUpdates = Arc<dyn Fn(KeyDirection, u64) + Send + Sync>;
 
 /// How a conversation ended.
 #[derive(Debug)]
@@ -236,9 +271,23 @@ struct Writer {
     peer_done: bool,
     receiving: bool,
     receipts_owed: bool,
+    /// Where our key updates are reported, and the last epoch reported.
+    key_updates: Option<KeyUpdates>,
+    reported_epoch: u64,
 }
 
 impl Writer {
+    /// Reports the key updates the session made while sealing (it sends
+    /// KEY_UPDATE by itself when its rekey limit says so).
+    fn report_key_updates(&mut self) {
+        while self.reported_epoch < self.send.epoch() {
+            self.reported_epoch += 1;
+            if let Some(report) = &self.key_updates {
+                report(KeyDirection::Sent, self.reported_epoch);
+            }
+        }
+    }
+
     /// Seals one record with `f` and queues it, unless the session is over.
     fn seal(
         &mut self,
@@ -251,6 +300,7 @@ impl Writer {
         if let Err(e) = f(&mut self.send, &mut frame) {
             return Err(self.fail(e));
         }
+        self.report_key_updates();
         self.outbox.push(frame);
         self.last_write = Instant::now();
         Ok(())
@@ -308,6 +358,8 @@ struct Shared {
     /// Signalled (with the writer lock) when receipts arrive, the outbox has
     /// room, the writer thread is gone, or the session ends.
     changed: Condvar,
+    /// Where the peer's key updates are reported.
+    key_updates: Option<KeyUpdates>,
     /// Set by the reader when it has finished; wakes the keep-alive timer.
     over: Mutex<bool>,
     wake: Condvar,
@@ -565,6 +617,7 @@ impl Sender {
                 }
                 w.outbox.push(frame);
             }
+            w.report_key_updates();
             w.last_write = Instant::now();
             if behind && length <= self.chunk as u64 {
                 // In a burst of short messages the writer thread sends
@@ -667,6 +720,7 @@ impl Conversation {
         stream.set_read_timeout(Some(super::peer_timeout()))?;
         let read_stream = stream.try_clone()?;
         let ended = Flag::default();
+        let key_updates = handler.key_updates();
         let shared = Arc::new(Shared {
             writer: Mutex::new(Writer {
                 send,
@@ -678,12 +732,15 @@ impl Conversation {
                 peer_done: false,
                 receiving: false,
                 receipts_owed: false,
+                key_updates: key_updates.clone(),
+                reported_epoch: 0,
             }),
             socket: stream,
             ended,
             ack_waiters: AtomicUsize::new(0),
             queued: Condvar::new(),
             changed: Condvar::new(),
+            key_updates,
             over: Mutex::new(false),
             wake: Condvar::new(),
         });
@@ -1045,7 +1102,12 @@ fn handle(shared: &Shared, handler: &mut impl Handler, event: Event<'_>) -> Resu
                 shared.changed.notify_all();
             }
         }
-        Event::Keepalive | Event::KeyUpdate { .. } => {}
+        Event::Keepalive => {}
+        Event::KeyUpdate { epoch } => {
+            if let Some(report) = &shared.key_updates {
+                report(KeyDirection::Received, epoch);
+            }
+        }
         // Files are not handled at this edge yet (issue 13): a peer that
         // offers one is refused like any record we cannot take.
         Event::File(_) => {

@@ -24,7 +24,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use super::conversation::{Handler, Summary};
+use super::conversation::{Handler, KeyUpdates, Summary};
 use crate::crypto::Fingerprint;
 use crate::protocol::CloseReason;
 
@@ -103,6 +103,9 @@ impl<H: Handler> Handler for Tracked<H> {
     }
     fn ended(&mut self, summary: &Summary) {
         self.inner.ended(summary);
+    }
+    fn key_updates(&self) -> Option<KeyUpdates> {
+        self.inner.key_updates()
     }
 }
 

@@ -569,3 +569,37 @@ fn keys_differ_per_epoch_and_old_ones_stop_working() {
     assert_eq!(first.len(), second.len());
     assert_ne!(first, second);
 }
+
+/// The hard limit is per key (7.1), not per session: with it lowered to
+/// 1 MiB on this thread, a session that never updates its key stops at
+/// 1 MiB (as a version-1 session stopped at 2^38 bytes), and one that
+/// updates every 256 KiB carries 16 MiB, 16 times the limit, and would go on.
+#[test]
+fn a_session_carries_past_the_hard_limit_of_one_key() {
+    crate::crypto::aead::HARD_BYTES_FOR_TESTS.with(|limit| limit.set(1 << 20));
+    let text = vec![0x5a; 16 << 20];
+
+    let (mut alice, _) = pair();
+    let mut wire = Vec::new();
+    let stopped = alice.send().message(&text, 64 << 10, &mut wire);
+    assert!(
+        matches!(stopped, Err(ProtocolError::Exhausted(_))),
+        "{stopped:?}"
+    );
+
+    let (mut alice, mut bob) = pair();
+    alice.send().set_rekey_limit(
+        RekeyLimit::default()
+            .lowered(Some(256 << 10), None)
+            .unwrap(),
+    );
+    let mut wire = Vec::new();
+    alice.send().message(&text, 64 << 10, &mut wire).unwrap();
+    let events = receive(bob.recv(), &wire).unwrap();
+    assert!(
+        events.last().unwrap().starts_with("MessageEnd"),
+        "{events:?}"
+    );
+    assert!(bob.recv().epoch() >= 63, "epoch {}", bob.recv().epoch());
+    assert_eq!(bob.recv().epoch(), alice.send().epoch());
+}

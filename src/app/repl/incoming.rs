@@ -19,7 +19,7 @@ use super::super::receive::Spool;
 use super::super::trust_policy::PeerView;
 use super::conversations::Id;
 use super::{Kept, Shared, screen};
-use crate::net::conversation::{Handler, Summary};
+use crate::net::conversation::{Handler, KeyDirection, KeyUpdates, Summary};
 use crate::sanitize::Utf8Pieces;
 
 /// Messages longer than this are shown as they arrive, not held until
@@ -107,6 +107,28 @@ fn preview_ready(bytes: &[u8]) -> bool {
 }
 
 impl Handler for Incoming {
+    /// With `-v`, each key update as a notice. Our own updates are reported
+    /// while the conversation's sending lock is held, and a thread sending
+    /// may hold the screen's lock: a thread of its own prints them.
+    fn key_updates(&self) -> Option<KeyUpdates> {
+        if !self.shared.settings.verbose {
+            return None;
+        }
+        let (lines, printer) = std::sync::mpsc::channel::<(KeyDirection, u64)>();
+        let shared = Arc::clone(&self.shared);
+        std::thread::Builder::new()
+            .name("chat-key-log".into())
+            .spawn(move || {
+                for (direction, epoch) in printer {
+                    let _ = shared.notice(super::super::output::key_update_line(direction, epoch));
+                }
+            })
+            .ok()?;
+        Some(Arc::new(move |direction, epoch| {
+            let _ = lines.send((direction, epoch));
+        }))
+    }
+
     fn message_start(&mut self, id: u64, length: u64) -> io::Result<()> {
         let limit = self.shared.settings.screen_limit;
         self.receiving = if length > limit {

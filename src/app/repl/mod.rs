@@ -59,6 +59,10 @@ pub struct Settings {
     pub max_message: u64,
     /// Largest message shown in full; larger ones are kept for `/save`.
     pub screen_limit: u64,
+    /// When our session keys are updated (`--rekey-limit`).
+    pub rekey_limit: crate::session::RekeyLimit,
+    /// Show each key update (`-v`).
+    pub verbose: bool,
 }
 
 /// When [`Repl::run`] returns.
@@ -354,6 +358,12 @@ impl Repl {
             id
         };
         let handler = Incoming::new(id, Arc::clone(&view), Arc::clone(&self.shared));
+        let mut connected = connected;
+        connected
+            .established
+            .session
+            .send()
+            .set_rekey_limit(self.shared.settings.rekey_limit);
         let max_message = self.shared.settings.max_message;
         let started = match activity {
             Some(activity) => {
