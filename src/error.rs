@@ -62,6 +62,10 @@ pub enum Error {
     /// Input that the command line parser could not judge.
     #[error("{0}")]
     Input(String),
+    /// A command line that lacks something the parser could not require
+    /// (such as a peer that may also come from the environment).
+    #[error("{0}")]
+    Usage(String),
     /// The connection could not be made, or failed.
     #[error("{0}")]
     Net(#[from] NetError),
@@ -167,6 +171,7 @@ impl Error {
             Error::Untrusted(_) | Error::Refused(_) => EXIT_UNTRUSTED,
             Error::KeyChanged(_) => EXIT_KEY_CHANGED,
             Error::Undelivered { .. } => EXIT_UNDELIVERED,
+            Error::Usage(_) => EXIT_USAGE,
         }
     }
 

@@ -288,8 +288,8 @@ fn from_environment(stdin_allowed: bool) -> Result<Target, Error> {
         return parse_target(text.trim()).map_err(|e| bad(format!("CHAT_INVITE: {e}")));
     }
     if !stdin_allowed {
-        return Err(bad(
-            "give the peer (HOST:PORT, a contact's name or an invite), or the invite in CHAT_INVITE"
+        return Err(Error::Usage(
+            "a peer is required: give HOST:PORT, a contact's name or an invite, or the invite in CHAT_INVITE"
                 .into(),
         ));
     }
