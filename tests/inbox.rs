@@ -745,3 +745,40 @@ fn to_and_at_name_route_typed_lines_on_a_terminal() {
     bob.line("@ada last");
     assert_eq!(ada.message(), "last");
 }
+
+#[test]
+fn a_verified_peer_displaces_a_stranger_on_a_terminal() {
+    let home = common::TestHome::with_identity("responder");
+    let keys = keys(2);
+    let (stranger_key, friend_key) = (&keys[0], &keys[1]);
+    let fingerprint = friend_key.public().fingerprint().to_string();
+    home.run(&["peers", "add", "friend", &fingerprint]).ok();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
+    command
+        .arg("--home")
+        .arg(home.path())
+        .args(["serve", "--listen", "127.0.0.1:0", "--name", "bob"])
+        .args(["--max-conversations", "1"])
+        .env_remove("CHAT_HOME")
+        .env("TERM", "xterm-256color")
+        .env(FAST_KEYS.0, FAST_KEYS.1);
+    let mut bob = common::pty::Pty::spawn(command, 2000);
+    let port = bob.port();
+    // A stranger takes the one place, and keeps it alive.
+    let mut stranger = Peer::named(port, stranger_key, "stranger");
+    wait_prompt(&mut bob, "stranger (unverified)> ");
+    stranger.keepalive();
+    // Bob's friend arrives: the stranger gives way, and both sides are told.
+    let mut friend = Peer::named(port, friend_key, "friend");
+    assert_eq!(stranger.closed(), CloseReason::Displaced);
+    bob.wait_for("stranger (#1), not verified and idle");
+    bob.wait_for("gave way to friend (#2), a verified peer");
+    bob.wait_for("The conversation with stranger is closed: it gave way to a verified peer");
+    // The stranger was the target: now the friend is (no one else is open).
+    friend.say("it's me");
+    bob.wait_for("[friend \u{2713}] it's me");
+    bob.line("/to friend");
+    wait_prompt(&mut bob, "friend \u{2713}> ");
+    bob.line("hello friend");
+    assert_eq!(friend.message(), "hello friend");
+}
