@@ -617,9 +617,10 @@ fn without_a_terminal_lines_go_by_name_and_are_never_guessed() {
     let mut ada = Peer::named(port, &keys[0], "ada");
     ada.say("hi from ada");
     let ada_id = delivered(&server, "hi from ada");
-    // One conversation: a plain line goes to it.
+    // One conversation: a plain line goes to it (with its line ending: what
+    // we read is what the peer writes).
     writeln!(input, "to the only one").unwrap();
-    assert_eq!(ada.message(), "to the only one");
+    assert_eq!(ada.message(), "to the only one\n");
     let mut carol = Peer::named(port, &keys[1], "carol");
     carol.say("hi from carol");
     let carol_id = delivered(&server, "hi from carol");
@@ -635,19 +636,19 @@ fn without_a_terminal_lines_go_by_name_and_are_never_guessed() {
     );
     writeln!(input, "@carol for carol").unwrap();
     writeln!(input, "@#{ada_id} for ada").unwrap();
-    assert_eq!(carol.message(), "for carol");
-    assert_eq!(ada.message(), "for ada");
+    assert_eq!(carol.message(), "for carol\n");
+    assert_eq!(ada.message(), "for ada\n");
     // /to chooses; @@ escapes a leading @.
     writeln!(input, "/to carol").unwrap();
     writeln!(input, "@@carol is the one").unwrap();
-    assert_eq!(carol.message(), "@carol is the one");
+    assert_eq!(carol.message(), "@carol is the one\n");
     let sent = wait_event(&server, "a sent event", |e| {
         e["event"] == "sent" && e["conversation"] == carol_id && e["id"] == 2
     });
     assert_eq!(sent["conversation"], carol_id);
     // Ada got nothing meant for someone else.
     writeln!(input, "@ada last").unwrap();
-    assert_eq!(ada.message(), "last");
+    assert_eq!(ada.message(), "last\n");
 }
 
 // On a terminal.

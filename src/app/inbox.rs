@@ -468,7 +468,14 @@ pub(super) fn batch_inbox(
                     false,
                 );
                 let handler = OutputHandler::new(Arc::clone(&view), json, batch.notice.clone())
-                    .in_conversation(id);
+                    .in_conversation(id)
+                    .verbose(args.common.verbose);
+                let mut connected = connected;
+                connected
+                    .established
+                    .session
+                    .send()
+                    .set_rekey_limit(args.common.rekey_limit);
                 let conversation = match Conversation::over(
                     connected,
                     args.common.max_message,
@@ -544,12 +551,6 @@ fn read_input(batch: &Batch) {
                 break;
             }
         }
-        if line.last() == Some(&b'\n') {
-            line.pop();
-            if line.last() == Some(&b'\r') {
-                line.pop();
-            }
-        }
         if !input_line(batch, &line) {
             break;
         }
@@ -561,11 +562,16 @@ fn read_input(batch: &Batch) {
     }
 }
 
-/// One line of standard input; false after `/quit`.
+/// One line of standard input, its line ending included; false after
+/// `/quit`. A message goes out with the line's ending (as in the batch
+/// loop of `batch.rs`: what we read is what the peer writes); a command is
+/// read without it.
 fn input_line(batch: &Batch, line: &[u8]) -> bool {
     if let Some(command) = line.strip_prefix(b"/")
         && !command.starts_with(b"/")
     {
+        let command = command.strip_suffix(b"\n").unwrap_or(command);
+        let command = command.strip_suffix(b"\r").unwrap_or(command);
         return command_line(batch, &String::from_utf8_lossy(command));
     }
     let text = line.strip_prefix(b"/").unwrap_or(line);
