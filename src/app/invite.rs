@@ -384,10 +384,13 @@ pub fn remember(home: &Home, invite: &Invite) -> Result<(), Error> {
     let _lock = LockFile::acquire(&lock_path)
         .map_err(unsafe_or_io(format!("cannot lock {}", lock_path.display())))?;
     let mut contacts = load_contacts(home)?;
-    contacts.insert(
-        invite.fingerprint.to_string(),
-        toml::Value::String(invite.reusable().to_string()),
-    );
+    let line = invite.reusable().to_string();
+    let key = invite.fingerprint.to_string();
+    if contacts.get(&key).and_then(|v| v.as_str()) == Some(line.as_str()) {
+        // Kept already: no write (and no fsync) on every join.
+        return Ok(());
+    }
+    contacts.insert(key, toml::Value::String(line));
     let mut root = toml::Table::new();
     root.insert("invite".into(), toml::Value::Table(contacts));
     let text = format!(
