@@ -8,10 +8,15 @@
 #   rendezvous both clients connected (lines sent) to the first byte the
 #             connect side sends on `ok` arriving at the serve side, p50 and
 #             p99 over many runs, against a direct TCP connection
+#   delivered `chat send` of one line, from the start of the process to its
+#             exit after the receipt ("Delivered"), to a `chat serve --relay`
+#             through the relay (an invite without direct=) and directly,
+#             interleaved, median and p90 of CONNECTS runs each
 # The clients are examples/relay_client.rs (1 MiB reads and writes,
 # TCP_NODELAY). Installs socat and GNU time from Debian's packages if missing.
 # Methods and results: docs/PERFORMANCE.md, "Relay".
 # Usage: bench/relay.sh [RUNS]   (RUNS per bulk measurement, default 5)
+# BENCH_ONLY=delivered runs only the connect-to-delivered measurement.
 # BENCH_NICE=-20 runs the hop and the clients at that niceness (root only),
 # for a machine that others are loading.
 set -euo pipefail
@@ -19,6 +24,7 @@ cd "$(dirname "$0")/.."
 RUNS=${1:-5}
 CIRCUITS=${CIRCUITS:-5000}
 RENDEZVOUS=${RENDEZVOUS:-2000}
+CONNECTS=${CONNECTS:-30}
 
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need socat || ! need /usr/bin/time; then
@@ -71,6 +77,56 @@ socat_bulk() { # BUFFER -> "GB/s CPU-seconds"
   wait "$hop"
   python3 -c "b, s = map(float, '$out'.split()); print(b / s / 1e9, $(awk '{print $1 + $2}' "$WORK/socat.time"))"
 }
+# --- connect to delivered ----------------------------------------------------------
+# One `chat send` process per sample, timed from its start to its exit.
+delivered() {
+  start_relay
+  local server="$WORK/server" joiner="$WORK/joiner"
+  mkdir -m 700 "$server" "$joiner"
+  cp docs/vectors/keys/responder.pem "$server/identity.pem"
+  cp docs/vectors/keys/initiator.pem "$joiner/identity.pem"
+  chmod 600 "$server/identity.pem" "$joiner/identity.pem"
+  CHAT_TRANSIENT_KEY_RATE=1000 "${NICE[@]}" "$CHAT" --home "$server" serve --listen 127.0.0.1:0 \
+    --relay "$RELAY_ADDR" --accept-new --name bench </dev/null >/dev/null 2>"$WORK/serve.err" &
+  PIDS+=("$!"); local serve=$!
+  for _ in $(seq 500); do grep -q "registered with relay" "$WORK/serve.err" && break; sleep 0.01; done
+  local invite port
+  invite=$(grep '^chat://' "$WORK/serve.err")
+  port=$(sed -n 's/^listening on .*:\([0-9]*\)$/\1/p' "$WORK/serve.err")
+  # Through the relay only: the same invite without its direct addresses.
+  local relayed="${invite%%\?*}#${invite##*#}"
+  python3 - "$CHAT" "$joiner" "$relayed" "127.0.0.1:$port" "$CONNECTS" <<'PY' > "$WORK/delivered"
+import subprocess, sys, time
+chat, home, relayed, direct, n = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
+def once(peer):
+    started = time.perf_counter()
+    out = subprocess.run([chat, "--home", home, "send", peer], input=b"ping\n",
+                         capture_output=True)
+    took = time.perf_counter() - started
+    if out.returncode != 0 or b"Delivered" not in out.stderr:
+        sys.exit(f"send to {peer} failed: {out.stderr.decode()}")
+    return took * 1000
+once(relayed)  # pins the key and keeps the invite
+samples = {"relay": [], "direct": []}
+for _ in range(n):
+    samples["relay"].append(once(relayed))
+    samples["direct"].append(once(direct))
+def q(v, p):
+    v = sorted(v); return v[min(len(v) - 1, int(round((len(v) - 1) * p)))]
+r, d = samples["relay"], samples["direct"]
+print(f"{q(r, .5):.1f} {q(r, .9):.1f} {q(d, .5):.1f} {q(d, .9):.1f}")
+PY
+  kill "$serve" 2>/dev/null || true
+  stop_relay
+}
+delivered
+read -r del_r50 del_r90 del_d50 del_d90 < "$WORK/delivered"
+delivered_line() {
+  printf '%-40s %7s ms %s\n' "connect to delivered p50 / p90 ($CONNECTS)" "$del_r50 / $del_r90" \
+    "(direct: $del_d50 / $del_d90 ms; +$(python3 -c "print('%.1f' % ($del_r50 - $del_d50))") ms, goal <= +10 ms)"
+}
+if [ "${BENCH_ONLY:-}" = delivered ]; then delivered_line; exit 0; fi
+
 start_relay
 : > "$WORK/relay"; : > "$WORK/socat8"; : > "$WORK/socat128"
 for _ in $(seq "$RUNS"); do # interleaved, so that a noisy moment hits all three
@@ -117,4 +173,5 @@ printf '%-40s %8s MiB %s\n' "RSS, $CIRCUITS idle circuits (peak)" "$(python3 -c 
   "(at start $(python3 -c "print('%.1f' % ($base_rss/1024))") MiB; goal <= 128 MiB)"
 printf '%-40s %10s s %s\n' "CPU while they idle, 5 s" "$(python3 -c "print('%.2f' % ($idle_cpu1 - $idle_cpu0))")" ""
 printf '%-40s %7s µs %s\n' "rendezvous p50 / p99 ($RENDEZVOUS runs)" "$rv50 / $rv99" "(direct TCP: $direct50 / $direct99 µs)"
+delivered_line
 echo "bulk runs, GB/s: chat relay $(runs "$WORK/relay"); socat (8K) $(runs "$WORK/socat8"); socat -b 128K $(runs "$WORK/socat128")"

@@ -50,6 +50,8 @@ pub enum Command {
     /// Run a blind relay that pairs peers who cannot reach each other directly
     #[command(long_about = RELAY_ABOUT)]
     Relay(RelayArgs),
+    /// Print a one-time invite for the `chat serve --relay` of this state folder
+    Invite(InviteArgs),
     /// Print a shell completion script (e.g. `chat completions bash > ~/.local/share/bash-completion/completions/chat`)
     Completions {
         /// The shell to complete for
@@ -208,6 +210,14 @@ fn parse_size(text: &str) -> Result<u64, String> {
     };
     let number: u64 = digits.parse().map_err(|_| error())?;
     number.checked_mul(1 << shift).ok_or_else(error)
+}
+
+/// `chat invite`.
+#[derive(Debug, Args)]
+pub struct InviteArgs {
+    /// How long the invite stays valid if unused
+    #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = parse_duration)]
+    pub valid: std::time::Duration,
 }
 
 /// `chat relay`.

@@ -297,6 +297,26 @@ mod tests {
         assert!(format!("  {good}\n").parse::<Invite>().is_ok());
     }
 
+    /// The line of `docs/vectors/invite.toml`.
+    #[test]
+    fn the_vector_line_parses_to_its_parts() {
+        let vectors: toml::Table = include_str!("../docs/vectors/invite.toml").parse().unwrap();
+        let line = vectors["line"].as_table().unwrap();
+        let text = line["text"].as_str().unwrap();
+        let invite: Invite = text.parse().unwrap();
+        assert_eq!(invite.relay.to_string(), line["relay"].as_str().unwrap());
+        assert_eq!(
+            hex::encode(invite.room.as_bytes()),
+            line["room_secret"].as_str().unwrap()
+        );
+        assert_eq!(
+            hex::encode(invite.once.as_ref().unwrap().as_bytes()),
+            line["once"].as_str().unwrap()
+        );
+        assert_eq!(invite.direct[0].to_string(), "192.0.2.1:7777");
+        assert_eq!(invite.to_string(), text);
+    }
+
     #[test]
     fn debug_hides_secrets() {
         let mut invite = sample();

@@ -115,6 +115,7 @@ impl Inbox {
                 verified.contains(&peer.key.fingerprint())
             })),
             transient_key_rate: 1000.0,
+            invites: None,
         };
         let lines = Arc::new(Mutex::new(Vec::new()));
         let sink = Arc::clone(&lines);

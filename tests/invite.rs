@@ -305,3 +305,40 @@ fn a_relay_killed_mid_conversation_ends_both_sides_cleanly() {
     assert_eq!(served.code, Some(3), "{}", served.stderr);
     assert!(served.stdout.contains("first") && !served.stdout.contains("second"));
 }
+
+#[test]
+fn a_one_time_invite_pins_both_sides_once() {
+    let relay = Relay::start(&[]);
+    let server = TestHome::with_identity("responder");
+    // No --accept-new: without a terminal, this server refuses strangers.
+    let mut command = serve_command(&server, &["--relay", &relay.address, "--relay-only"]);
+    command.stdin(Stdio::null());
+    let serve = Running::spawn(command);
+    serve.wait_for_stderr("registered with relay", secs(20));
+    let once = server.run(&["invite"]);
+    let invite = once.ok().trim().to_string();
+    assert!(invite.contains("once="), "{invite}");
+
+    let joiner = TestHome::with_identity("initiator");
+    let sent = joiner.run(&["send", &invite, "--name", "ada"]);
+    sent.ok();
+    assert!(
+        sent.stderr.contains("one-time invite was accepted"),
+        "{}",
+        sent.stderr
+    );
+    assert!(sent.stderr.contains("Delivered to bob"), "{}", sent.stderr);
+    serve.wait_for_stderr("(verified by invite)", secs(10));
+    let pinned = std::fs::read_to_string(server.file("known_peers.toml")).unwrap();
+    assert!(pinned.contains(&fingerprint_of("initiator")), "{pinned}");
+    let known = std::fs::read_to_string(joiner.file("known_peers.toml")).unwrap();
+    assert!(known.contains(&fingerprint_of("responder")), "{known}");
+
+    // The same invite a second time: a stranger, told so, and refused here.
+    let other = TestHome::with_identity("transient");
+    let again = other.run(&["send", &invite, "--name", "eve"]);
+    again.fails(4, &["NOT accepted"]);
+    serve.wait_for_stderr("wrong, already used or expired", secs(10));
+    let pinned = std::fs::read_to_string(server.file("known_peers.toml")).unwrap();
+    assert!(!pinned.contains(&fingerprint_of("transient")), "{pinned}");
+}

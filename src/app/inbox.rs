@@ -148,8 +148,15 @@ impl Dispatcher {
             connected,
             slot,
             evicted,
+            invited,
             ..
         } = incoming;
+        super::invite::admit_invited(
+            &self.known_peers,
+            invited,
+            &connected.established.peer,
+            &say,
+        );
         let verdict = trust_policy::judge(
             &self.known_peers,
             &self.policy,
@@ -412,8 +419,16 @@ pub(super) fn batch_inbox(
                     connected,
                     slot,
                     evicted,
+                    invited,
                     ..
                 } = *incoming;
+                let say = |line: String| eprintln!("{line}");
+                super::invite::admit_invited(
+                    &known_peers,
+                    invited,
+                    &connected.established.peer,
+                    &say,
+                );
                 let id = slot.id();
                 let view = match trust_policy::judge(
                     &known_peers,

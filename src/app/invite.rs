@@ -153,6 +153,7 @@ fn interface_addresses() -> Vec<IpAddr> {
 pub struct Endpoints {
     listener: Option<TcpListener>,
     relay: Option<(Address, RoomSecret)>,
+    invites: Arc<PendingInvites>,
 }
 
 /// The ways in, and the lines that tell the user about them.
@@ -172,6 +173,7 @@ pub fn endpoints(home: &Home, args: &ServeArgs, me: Fingerprint) -> Result<Endpo
         return Ok(Endpoints {
             listener: listener.map(|(l, _)| l),
             relay: None,
+            invites: Arc::new(PendingInvites::of(home)),
         });
     };
     let (room, made) = room_secret(home, args.new_room)?;
@@ -196,6 +198,7 @@ pub fn endpoints(home: &Home, args: &ServeArgs, me: Fingerprint) -> Result<Endpo
             }
         );
     }
+    keep_serve_invite(home, &invite)?;
     eprintln!(
         "Invite (anyone who has it can reach you through relay {relay}, and knows your key):"
     );
@@ -203,6 +206,7 @@ pub fn endpoints(home: &Home, args: &ServeArgs, me: Fingerprint) -> Result<Endpo
     Ok(Endpoints {
         listener: listener.map(|(l, _)| l),
         relay: Some((relay.clone(), room)),
+        invites: Arc::new(PendingInvites::of(home)),
     })
 }
 
@@ -213,9 +217,10 @@ impl Endpoints {
         self,
         identity: Arc<crate::crypto::PrivateKey>,
         nickname: String,
-        options: server::Options,
+        mut options: server::Options,
         log: Log,
     ) -> (Receiver<Incoming>, Option<Registration>) {
+        options.invites = Some(self.invites);
         let (circuits, registration) = match self.relay {
             Some((relay, room)) => {
                 let (sender, receiver) = mpsc::channel::<TcpStream>();
@@ -379,10 +384,13 @@ pub fn remember(home: &Home, invite: &Invite) -> Result<(), Error> {
     let _lock = LockFile::acquire(&lock_path)
         .map_err(unsafe_or_io(format!("cannot lock {}", lock_path.display())))?;
     let mut contacts = load_contacts(home)?;
-    contacts.insert(
-        invite.fingerprint.to_string(),
-        toml::Value::String(invite.reusable().to_string()),
-    );
+    let line = invite.reusable().to_string();
+    let key = invite.fingerprint.to_string();
+    if contacts.get(&key).and_then(|v| v.as_str()) == Some(line.as_str()) {
+        // Kept already: no write (and no fsync) on every join.
+        return Ok(());
+    }
+    contacts.insert(key, toml::Value::String(line));
     let mut root = toml::Table::new();
     root.insert("invite".into(), toml::Value::Table(contacts));
     let text = format!(
@@ -434,20 +442,33 @@ pub(super) fn join(
     let (stream, path) = reach(invite, no_relay)?;
     eprintln!("Reached the invite's server {path}.");
     let mut judged = None;
-    let outcome = net::initiate(
+    let decide = |peer: &crate::session::PeerIdentity| {
+        let verdict = trust_policy::judge_with(&store, &policy, peer, None);
+        let decision = match &verdict {
+            Ok(_) => Decision::Continue,
+            Err(_) => Decision::Abandon(CloseReason::Untrusted),
+        };
+        judged = Some(verdict);
+        decision
+    };
+    // A one-time invite's proof goes with our identity, in the same write.
+    let prove = |established: &mut crate::handshake::Established, flight: &mut Vec<u8>| {
+        match &invite.once {
+            Some(secret) => {
+                let proof =
+                    crate::crypto::invite::proof(secret.as_bytes(), &established.transcript_hash);
+                established.session.send().invite_proof(&proof, flight)
+            }
+            None => Ok(()),
+        }
+    };
+    let outcome = net::initiate_with(
         stream,
         &mut rand::rng(),
         &me.identity,
         &me.nickname,
-        |peer| {
-            let verdict = trust_policy::judge_with(&store, &policy, peer, None);
-            let decision = match &verdict {
-                Ok(_) => Decision::Continue,
-                Err(_) => Decision::Abandon(CloseReason::Untrusted),
-            };
-            judged = Some(verdict);
-            decision
-        },
+        decide,
+        prove,
     );
     let outcome = outcome.map_err(|error| match error {
         NetError::Protocol(ProtocolError::Refused(reason)) => Error::Busy(format!(
@@ -468,7 +489,28 @@ pub(super) fn join(
         }
         Err(error) => return Err(error),
     };
-    let connected = outcome.expect("abandoned only when the trust decision failed");
+    let mut connected = outcome.expect("abandoned only when the trust decision failed");
+    if invite.once.is_some() {
+        let answer = net::invite::await_result(&mut connected, net::handshake_timeout());
+        match answer {
+            Ok(Some(true)) => eprintln!(
+                "The one-time invite was accepted: the inviter has pinned your key (verified by invite)."
+            ),
+            Ok(Some(false)) => eprintln!(
+                "The one-time invite was NOT accepted (wrong, already used, or expired): the inviter \
+                 treats you as a stranger, whose key it has not verified."
+            ),
+            Ok(None) => eprintln!(
+                "The inviter did not answer the one-time invite: it treats you as a stranger."
+            ),
+            Err(error) => {
+                return Err(Error::Peer {
+                    address: format!("the invite's server ({path})"),
+                    error,
+                });
+            }
+        }
+    }
     remember(&context.home, invite)?;
     let name = view.label();
     if view.pinned_now {
@@ -482,4 +524,237 @@ pub(super) fn join(
 /// A shared log that prints on standard error.
 pub fn stderr_log() -> Log {
     Arc::new(Mutex::new(Box::new(|line: String| eprintln!("{line}"))))
+}
+
+/// The reusable invite of the last `serve --relay` in this state folder,
+/// for `chat invite`.
+pub const SERVE_INVITE_FILE: &str = "relay_invite";
+
+/// The outstanding one-time invites' secrets and expiry times.
+pub const ONCE_FILE: &str = "one_time_invites.toml";
+
+/// Largest one-time invites file read.
+const ONCE_LIMIT: u64 = 1 << 20;
+
+/// Most one-time invites outstanding at once.
+pub const MAX_ONCE: usize = 1000;
+
+/// How long a one-time invite lasts unless told otherwise.
+pub const ONCE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// One outstanding one-time invite.
+struct Once {
+    secret: crate::invite::OnceSecret,
+    expires: u64,
+}
+
+/// The one-time invites of a state folder, read afresh each time (a
+/// `chat invite` adds to them while `serve` runs).
+pub struct PendingInvites {
+    dir: PathBuf,
+}
+
+impl PendingInvites {
+    /// Those of `home`.
+    pub fn of(home: &Home) -> Self {
+        Self {
+            dir: home.dir().to_path_buf(),
+        }
+    }
+
+    fn path(&self) -> PathBuf {
+        self.dir.join(ONCE_FILE)
+    }
+
+    /// The unexpired ones.
+    fn load(&self) -> Result<Vec<Once>, Error> {
+        let path = self.path();
+        let bytes = match files::read_private(&path, ONCE_LIMIT)
+            .map_err(unsafe_or_io(format!("cannot read {}", path.display())))?
+        {
+            ReadOutcome::Missing => return Ok(Vec::new()),
+            ReadOutcome::TooLarge => {
+                return Err(Error::Input(format!(
+                    "{} is larger than 1 MiB",
+                    path.display()
+                )));
+            }
+            ReadOutcome::Contents(bytes) => bytes,
+        };
+        let malformed = |what: &str| Error::Input(format!("{}: {what}", path.display()));
+        let text = String::from_utf8(bytes).map_err(|_| malformed("not UTF-8 text"))?;
+        let table: toml::Table = toml::from_str(&text).map_err(|e| malformed(e.message()))?;
+        let now = now_secs();
+        let mut out = Vec::new();
+        for entry in table
+            .get("once")
+            .and_then(|v| v.as_array())
+            .into_iter()
+            .flatten()
+        {
+            let secret = entry
+                .get("secret")
+                .and_then(|v| v.as_str())
+                .and_then(crate::invite::OnceSecret::decode)
+                .ok_or_else(|| malformed("an entry without a valid secret"))?;
+            let expires = entry
+                .get("expires")
+                .and_then(|v| v.as_integer())
+                .and_then(|v| u64::try_from(v).ok())
+                .ok_or_else(|| malformed("an entry without a valid expires"))?;
+            if expires > now {
+                out.push(Once { secret, expires });
+            }
+        }
+        Ok(out)
+    }
+
+    fn store(&self, entries: &[Once]) -> Result<(), Error> {
+        let path = self.path();
+        let mut text = String::from(
+            "# One-time invites not yet used, written by `chat invite` and /invite, read by\n\
+             # `chat serve --relay`. Secrets: keep this file private. See docs/FILES.md.\n",
+        );
+        for entry in entries {
+            text.push_str(&format!(
+                "\n[[once]]\nsecret = \"{}\"\nexpires = {}\n",
+                entry.secret.encoded(),
+                entry.expires
+            ));
+        }
+        files::write_atomically(&path, text.as_bytes())
+            .map_err(unsafe_or_io(format!("cannot write {}", path.display())))
+    }
+
+    fn locked<T>(&self, edit: impl FnOnce(&mut Vec<Once>) -> T) -> Result<T, Error> {
+        let lock_path = self.dir.join(format!("{ONCE_FILE}.lock"));
+        let _lock = LockFile::acquire(&lock_path)
+            .map_err(unsafe_or_io(format!("cannot lock {}", lock_path.display())))?;
+        let mut entries = self.load()?;
+        let before = entries.len();
+        let result = edit(&mut entries);
+        if entries.len() != before || self.path().exists() {
+            self.store(&entries)?;
+        }
+        Ok(result)
+    }
+
+    /// A new one-time secret, kept until `lifetime` has passed.
+    pub fn add(&self, lifetime: std::time::Duration) -> Result<crate::invite::OnceSecret, Error> {
+        let secret = crate::invite::OnceSecret::from_bytes(rand::rng().random());
+        let expires = now_secs().saturating_add(lifetime.as_secs().max(1));
+        let kept = secret.clone();
+        self.locked(|entries| {
+            if entries.len() >= MAX_ONCE {
+                return Err(Error::Input(format!(
+                    "{MAX_ONCE} one-time invites are outstanding already; let some expire first"
+                )));
+            }
+            entries.push(Once {
+                secret: kept,
+                expires,
+            });
+            Ok(())
+        })??;
+        Ok(secret)
+    }
+}
+
+impl server::InviteCheck for PendingInvites {
+    fn pending(&self) -> bool {
+        self.load().is_ok_and(|entries| !entries.is_empty())
+    }
+
+    fn check(&self, proof: &[u8; 32], transcript_hash: &[u8; 32]) -> bool {
+        self.locked(|entries| {
+            let found = entries.iter().position(|entry| {
+                crate::crypto::invite::verify(entry.secret.as_bytes(), transcript_hash, proof)
+            });
+            found.map(|i| entries.remove(i)).is_some()
+        })
+        .unwrap_or(false)
+    }
+}
+
+/// A one-time invite for the server that last ran `serve --relay` in this
+/// state folder: its reusable invite plus a new secret T.
+pub fn one_time(home: &Home, lifetime: std::time::Duration) -> Result<Invite, Error> {
+    let path = home.dir().join(SERVE_INVITE_FILE);
+    let missing = || {
+        Error::Input(format!(
+            "no invite to build on: run `{}` in this state folder first",
+            home.command(&["serve", "--relay", "HOST:PORT"])
+        ))
+    };
+    let bytes = match files::read_private(&path, crate::invite::MAX_INVITE as u64 + 2)
+        .map_err(unsafe_or_io(format!("cannot read {}", path.display())))?
+    {
+        ReadOutcome::Contents(bytes) => bytes,
+        _ => return Err(missing()),
+    };
+    let mut invite: Invite = String::from_utf8_lossy(&bytes)
+        .parse()
+        .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+    invite.once = Some(PendingInvites::of(home).add(lifetime)?);
+    Ok(invite)
+}
+
+/// Keeps the server's reusable invite for `chat invite`.
+fn keep_serve_invite(home: &Home, invite: &Invite) -> Result<(), Error> {
+    let path = home.dir().join(SERVE_INVITE_FILE);
+    files::write_atomically(&path, format!("{invite}\n").as_bytes())
+        .map_err(unsafe_or_io(format!("cannot write {}", path.display())))
+}
+
+/// Before the trust decision on an incoming peer: one that proved a
+/// one-time invite is pinned as verified (by invite); one whose proof
+/// failed is told so (INVITE_RESULT) and stays a stranger, and our user
+/// hears about it through `say`.
+pub fn admit_invited(
+    known_peers: &Path,
+    invited: Option<bool>,
+    peer: &crate::session::PeerIdentity,
+    say: &dyn Fn(String),
+) {
+    match invited {
+        Some(true) => {
+            let fingerprint = peer.key.fingerprint();
+            let known = KnownPeers::load(known_peers)
+                .map(|store| store.by_fingerprint(&fingerprint).is_some())
+                .unwrap_or(true);
+            if !known {
+                match KnownPeers::pin_new(known_peers, fingerprint, &peer.nickname, None) {
+                    Ok(pinned) => say(format!(
+                        "A peer used a one-time invite: its key {fingerprint} is pinned as {:?} \
+                         (verified by invite).",
+                        pinned.name
+                    )),
+                    Err(e) => say(format!("chat: cannot pin the invited peer's key: {e}")),
+                }
+            }
+        }
+        Some(false) => say(
+            "A peer presented a one-time invite that is wrong, already used or expired: it is \
+             treated as a stranger (and was told so)."
+                .into(),
+        ),
+        None => {}
+    }
+}
+
+/// `chat invite`: a one-time invite on standard output.
+pub(super) fn command(context: &Context, args: &crate::cli::InviteArgs) -> Result<(), Error> {
+    let invite = one_time(&context.home, args.valid)?;
+    eprintln!(
+        "One-time invite, for one person, valid {} (whoever uses it first is pinned as verified \
+         by the running chat serve):",
+        humantime::format_duration(args.valid)
+    );
+    super::print_stdout(&format!("{invite}\n"))
 }

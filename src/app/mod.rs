@@ -47,6 +47,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         Command::Serve(args) => serve::serve(&context, args),
         Command::Connect(args) => connect::connect(&context, args),
         Command::Send(args) => send::send(&context, args),
+        Command::Invite(args) => invite::command(&context, args),
         Command::Completions { .. } | Command::Man | Command::Relay(_) => {
             unreachable!("handled above")
         }

@@ -177,6 +177,14 @@ pub(super) struct PeerCommands {
 }
 
 impl super::repl::Commands for PeerCommands {
+    fn invite(&self) -> Result<String, String> {
+        let invite = super::invite::one_time(&self.home, super::invite::ONCE_LIFETIME)
+            .map_err(|e| e.to_string())?;
+        Ok(format!(
+            "One-time invite, for one person, valid 24 h (whoever uses it first is pinned as              verified):\n{invite}"
+        ))
+    }
+
     fn fingerprint(&self, view: &Arc<Mutex<PeerView>>) -> Vec<String> {
         fingerprint_lines(&view.lock().unwrap_or_else(|p| p.into_inner()), &self.me)
     }

@@ -21,7 +21,7 @@ use super::Context;
 use super::batch::batch_in;
 use super::connect::report_key_change;
 use super::inbox;
-use super::invite::{Endpoints, incoming_place};
+use super::invite::{Endpoints, admit_invited, incoming_place};
 use super::output::json_event;
 use super::peer::{Me, PeerCommands, interactive};
 use super::repl::{self, Exit, Repl};
@@ -89,8 +89,13 @@ fn without_terminal(
     for incoming in conversations {
         let place = incoming_place(&incoming);
         let server::Incoming {
-            connected, slot, ..
+            connected,
+            slot,
+            invited,
+            ..
         } = incoming;
+        let say = |line: String| eprintln!("{line}");
+        admit_invited(&known_peers, invited, &connected.established.peer, &say);
         match trust_policy::judge(&known_peers, policy, &connected.established.peer, None) {
             Err(error) => {
                 report_key_change(&error);

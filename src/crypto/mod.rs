@@ -2,6 +2,7 @@
 
 pub(crate) mod aead;
 pub mod fingerprint;
+pub mod invite;
 pub(crate) mod key_transport;
 pub mod keys;
 pub(crate) mod rng;

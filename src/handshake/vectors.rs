@@ -100,6 +100,8 @@ fn name_of(typ: u8) -> &'static str {
         FrameType::FileEnd => "FILE_END",
         FrameType::FileVerdict => "FILE_VERDICT",
         FrameType::FileCancel => "FILE_CANCEL",
+        FrameType::InviteProof => "INVITE_PROOF",
+        FrameType::InviteResult => "INVITE_RESULT",
     }
 }
 

@@ -1115,6 +1115,10 @@ fn handle(shared: &Shared, handler: &mut impl Handler, event: Event<'_>) -> Resu
                 ProtocolError::PeerMisbehaved("file records are not supported here yet").into(),
             );
         }
+        // Taken before the conversation starts (net::invite), if at all.
+        Event::InviteProof(_) | Event::InviteResult(_) => {
+            return Err(ProtocolError::PeerMisbehaved("an invite record out of place").into());
+        }
         Event::Done => handler.peer_done(),
         Event::Close { reason, .. } => {
             shared.ended.set();

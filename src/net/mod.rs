@@ -4,6 +4,7 @@
 pub mod admission;
 pub mod conversation;
 pub mod dial;
+pub mod invite;
 pub mod log;
 pub mod relay;
 pub mod relay_client;
@@ -237,11 +238,25 @@ fn linger(stream: &mut TcpStream, limit: Duration) {
 /// ran (a person deciding takes time; a responder waits only so long), the
 /// result is [`NetError::Cut`] and nothing about us is sent.
 pub fn initiate(
+    stream: TcpStream,
+    rng: &mut impl CryptoRng,
+    identity: &PrivateKey,
+    nickname: &str,
+    decide: impl FnOnce(&PeerIdentity) -> Decision,
+) -> Result<Option<Connected>, NetError> {
+    initiate_with(stream, rng, identity, nickname, decide, |_, _| Ok(()))
+}
+
+/// As [`initiate`], with `first` adding the first application records
+/// (an INVITE_PROOF) to the flight that carries our identity, so that they
+/// travel in the same write.
+pub fn initiate_with(
     mut stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
     decide: impl FnOnce(&PeerIdentity) -> Decision,
+    first: impl FnOnce(&mut Established, &mut Vec<u8>) -> Result<(), ProtocolError>,
 ) -> Result<Option<Connected>, NetError> {
     let deadline = Instant::now() + handshake_timeout();
     let mut decoder = FrameDecoder::new(MAX_HANDSHAKE_FRAME);
@@ -278,7 +293,8 @@ pub fn initiate(
             if hung_up(&stream) {
                 return Err(NetError::Cut("while the peer's key was being checked"));
             }
-            let (established, m67) = verified.finish(rng, identity, nickname)?;
+            let (mut established, mut m67) = verified.finish(rng, identity, nickname)?;
+            first(&mut established, &mut m67)?;
             stream.write_all(&m67)?;
             decoder.set_limit(MAX_RECORD_FRAME);
             stream.set_read_timeout(None)?;

@@ -41,6 +41,16 @@ const BUSY_GRACE: Duration = Duration::from_millis(500);
 /// known_peers.toml): such a peer may displace an unverified conversation.
 pub type Verified = Arc<dyn Fn(&PeerIdentity) -> bool + Send + Sync>;
 
+/// The program's one-time invites, as the server sees them.
+pub trait InviteCheck: Send + Sync {
+    /// Whether any are outstanding (then the server waits a moment for a
+    /// proof after each handshake).
+    fn pending(&self) -> bool;
+    /// Whether `proof` proves one of them in the session with this
+    /// transcript hash; a match uses it up.
+    fn check(&self, proof: &[u8; 32], transcript_hash: &[u8; 32]) -> bool;
+}
+
 /// How the server behaves.
 pub struct Options {
     /// Conversations held at once (at least 1).
@@ -51,6 +61,9 @@ pub struct Options {
     pub verified: Option<Verified>,
     /// Most transient keys made per second (see [`transient`](super::transient)).
     pub transient_key_rate: f64,
+    /// One-time invites to check proofs against; without them, a proof is
+    /// answered as not accepted.
+    pub invites: Option<Arc<dyn InviteCheck>>,
 }
 
 impl Default for Options {
@@ -60,6 +73,7 @@ impl Default for Options {
             verbose: false,
             verified: None,
             transient_key_rate: transient::key_rate(),
+            invites: None,
         }
     }
 }
@@ -78,6 +92,9 @@ pub struct Incoming {
     /// Whether it came through a relay circuit (`peer_address` is then the
     /// relay's).
     pub relayed: bool,
+    /// Whether the peer proved a one-time invite (`Some(true)`), tried to
+    /// and failed (`Some(false)`: wrong, used or expired), or did not try.
+    pub invited: Option<bool>,
 }
 
 /// What the listener keeps of an unauthenticated connection.
@@ -339,7 +356,7 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
         // Told and logged by whoever made room.
         return;
     }
-    let connected = match result {
+    let mut connected = match result {
         Ok(connected) => {
             context.keys.completed(prefix);
             connected
@@ -365,15 +382,48 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
             return;
         }
     };
-    claim(context, connected, address, relayed);
+    let invited = match invite_proof(context, &mut connected) {
+        Ok(invited) => invited,
+        Err(e) => {
+            context
+                .log
+                .always(format!("handshake with {address} failed: {e}"));
+            return;
+        }
+    };
+    claim(context, connected, address, relayed, invited);
+}
+
+/// Takes and checks a one-time invite proof, if the peer sends one first,
+/// and answers it (section 17.3).
+fn invite_proof(context: &Context, connected: &mut Connected) -> Result<Option<bool>, NetError> {
+    let invites = context.options.invites.as_ref();
+    let wait = match invites {
+        Some(invites) if invites.pending() => super::invite::PROOF_WINDOW,
+        _ => Duration::ZERO,
+    };
+    let Some(proof) = super::invite::take_proof(connected, wait)? else {
+        return Ok(None);
+    };
+    let transcript = connected.established.transcript_hash;
+    let accepted = invites.is_some_and(|invites| invites.check(&proof, &transcript));
+    super::invite::answer(connected, accepted)?;
+    Ok(Some(accepted))
 }
 
 /// Gives an authenticated connection a slot and hands it to the program,
 /// or closes it as busy.
-fn claim(context: &Context, connected: Connected, address: SocketAddr, relayed: bool) {
+fn claim(
+    context: &Context,
+    connected: Connected,
+    address: SocketAddr,
+    relayed: bool,
+    invited: Option<bool>,
+) {
     let peer = &connected.established.peer;
     let fingerprint = peer.key.fingerprint();
-    let verified = context.options.verified.as_ref().is_some_and(|f| f(peer));
+    let verified =
+        invited == Some(true) || context.options.verified.as_ref().is_some_and(|f| f(peer));
     // Until the program says how to close it, a conversation that must give
     // way is cut.
     let cut = connected.stream.try_clone().ok();
@@ -415,6 +465,7 @@ fn claim(context: &Context, connected: Connected, address: SocketAddr, relayed: 
                 slot,
                 evicted,
                 relayed,
+                invited,
             });
         }
         Err(_) => {

@@ -134,6 +134,11 @@ pub enum Event<'a> {
         /// The id of a message that was cut off by the close, if any.
         abandoned: Option<u64>,
     },
+    /// The initiator proves it holds a one-time invite's secret (its first
+    /// record only).
+    InviteProof([u8; 32]),
+    /// The responder's answer to that proof (its first record only).
+    InviteResult(bool),
     /// The peer moved to its next key; its next records are under it.
     KeyUpdate {
         /// The new key's epoch.

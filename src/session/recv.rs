@@ -32,6 +32,8 @@ pub struct RecvHalf {
     peer_done: bool,
     closed: bool,
     failed: bool,
+    /// Whether a record was opened yet (the invite records come first).
+    opened: bool,
 }
 
 impl RecvHalf {
@@ -45,6 +47,7 @@ impl RecvHalf {
             peer_done: false,
             closed: false,
             failed: false,
+            opened: false,
         }
     }
 
@@ -95,6 +98,7 @@ impl RecvHalf {
         }
         let (typ, body) = self.keys.open(frame)?;
         let body: &'f [u8] = body;
+        let first = !std::mem::replace(&mut self.opened, true);
         let Some(typ) = FrameType::from_byte(typ) else {
             return Err(ProtocolError::PeerMisbehaved("unexpected record type"));
         };
@@ -189,6 +193,26 @@ impl RecvHalf {
                 }
                 Ok(Event::File(record))
             }
+            FrameType::InviteProof => match <[u8; 32]>::try_from(body) {
+                Ok(proof) if first => Ok(Event::InviteProof(proof)),
+                Ok(_) => Err(ProtocolError::PeerMisbehaved(
+                    "INVITE_PROOF after the first record",
+                )),
+                Err(_) => Err(ProtocolError::Malformed {
+                    what: "INVITE_PROOF",
+                    problem: "the body must be 32 bytes",
+                }),
+            },
+            FrameType::InviteResult => match body {
+                [accepted @ (0 | 1)] if first => Ok(Event::InviteResult(*accepted == 1)),
+                [0 | 1] => Err(ProtocolError::PeerMisbehaved(
+                    "INVITE_RESULT after the first record",
+                )),
+                _ => Err(ProtocolError::Malformed {
+                    what: "INVITE_RESULT",
+                    problem: "the body must be one byte, 0 or 1",
+                }),
+            },
             FrameType::ClientHello
             | FrameType::ServerHello
             | FrameType::KeyTransport

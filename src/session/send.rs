@@ -225,6 +225,24 @@ impl SendHalf {
         self.seal(FrameType::Receipt, &Receipt { id }.encode(), out)
     }
 
+    /// INVITE_PROOF (docs/PROTOCOL.md, 17.3): the initiator's first record.
+    pub fn invite_proof(
+        &mut self,
+        proof: &[u8; 32],
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        self.seal(FrameType::InviteProof, proof, out)
+    }
+
+    /// INVITE_RESULT: the responder's first record, after an INVITE_PROOF.
+    pub fn invite_result(
+        &mut self,
+        accepted: bool,
+        out: &mut Vec<u8>,
+    ) -> Result<(), ProtocolError> {
+        self.seal(FrameType::InviteResult, &[u8::from(accepted)], out)
+    }
+
     /// A record that says nothing but "still here".
     pub fn keepalive(&mut self, out: &mut Vec<u8>) -> Result<(), ProtocolError> {
         self.seal(FrameType::Keepalive, &[], out)

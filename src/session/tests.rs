@@ -239,6 +239,27 @@ fn an_empty_or_short_frame_is_an_authentication_failure() {
 /// the spec does not list, or a handshake type, fails to authenticate when
 /// forged, and is a protocol violation only when authentic.
 #[test]
+fn invite_records_come_first_or_not_at_all() {
+    let (mut alice, mut bob) = pair();
+    let mut out = Vec::new();
+    alice.send().invite_proof(&[7; 32], &mut out).unwrap();
+    assert_eq!(
+        receive(bob.recv(), &out).unwrap(),
+        vec![format!("{:?}", Event::InviteProof([7; 32]))]
+    );
+    let (mut alice, mut bob) = pair();
+    let mut out = Vec::new();
+    alice.send().keepalive(&mut out).unwrap();
+    receive(bob.recv(), &out).unwrap();
+    let mut out = Vec::new();
+    alice.send().invite_result(true, &mut out).unwrap();
+    assert_eq!(
+        receive(bob.recv(), &out).unwrap_err(),
+        ProtocolError::PeerMisbehaved("INVITE_RESULT after the first record")
+    );
+}
+
+#[test]
 fn a_record_type_is_judged_only_once_the_record_opens() {
     use crate::crypto::aead::Aes256GcmCipher;
     /// Alice's first record (epoch 0, sequence number 0) with any type byte.
@@ -254,7 +275,7 @@ fn a_record_type_is_judged_only_once_the_record_opens() {
             .unwrap();
         [&aad[..5], &buffer, &tag].concat()
     }
-    for typ in [0x42, 0x08, 0x0E, 0x20, 0xFF, 0x01, 0x07, 0x0F] {
+    for typ in [0x42, 0x08, 0x0E, 0x22, 0xFF, 0x01, 0x07, 0x0F] {
         let (_, mut bob) = pair();
         assert_eq!(
             receive(bob.recv(), &sealed(typ, b"")).unwrap_err(),

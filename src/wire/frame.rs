@@ -146,6 +146,13 @@ impl FrameDecoder {
         }
     }
 
+    /// The type byte of the frame at the front, once it has arrived (a
+    /// record's type byte is in the clear; it is authenticated when the
+    /// record is opened).
+    pub fn front_type(&self) -> Option<u8> {
+        self.buf[self.start..self.end].get(4).copied()
+    }
+
     /// Whether a whole frame has arrived (an error if the next one is invalid).
     pub fn has_frame(&self) -> Result<bool, ProtocolError> {
         Ok(matches!(self.front_frame_len()?, Some(len) if self.buffered() >= len))

@@ -67,6 +67,10 @@ pub enum FrameType {
     FileVerdict = 0x1E,
     /// Either side stops an offer; encrypted.
     FileCancel = 0x1F,
+    /// A joiner's proof that it holds a one-time invite's secret; encrypted.
+    InviteProof = 0x20,
+    /// The inviter's answer to an INVITE_PROOF; encrypted.
+    InviteResult = 0x21,
 }
 
 impl FrameType {
@@ -97,6 +101,8 @@ impl FrameType {
             0x1D => Self::FileEnd,
             0x1E => Self::FileVerdict,
             0x1F => Self::FileCancel,
+            0x20 => Self::InviteProof,
+            0x21 => Self::InviteResult,
             _ => return None,
         })
     }
@@ -236,8 +242,8 @@ mod tests {
         }
         assert_eq!(
             known,
-            8 + 16,
-            "eight handshake types, 0x10 to 0x1F after it"
+            8 + 16 + 2,
+            "eight handshake types, 0x10 to 0x1F after it, and the two invite records"
         );
     }
 }

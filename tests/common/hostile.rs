@@ -24,6 +24,8 @@ pub fn key(name: &str) -> PrivateKey {
 /// What the real `chat` sent, owned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Got {
+    /// INVITE_PROOF or INVITE_RESULT.
+    Invite,
     /// MESSAGE_START.
     Start { id: u64, length: u64 },
     /// MESSAGE_DATA.
@@ -155,6 +157,7 @@ impl HostilePeer {
             Event::Close { reason, .. } => Got::Close(reason),
             Event::KeyUpdate { epoch } => Got::KeyUpdate(epoch),
             Event::File(_) => Got::File,
+            Event::InviteProof(_) | Event::InviteResult(_) => Got::Invite,
         })
     }
 

@@ -1233,6 +1233,32 @@ def check_session(vectors: Path, private_keys: dict[str, rsa.RSAPrivateKey],
              ends, [("responder", T_DONE), ("responder", T_CLOSE), ("initiator", T_CLOSE)])
 
 
+def b64url_unpadded(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).decode().rstrip("=")
+
+
+def check_invite_vectors(vectors: Path) -> None:
+    """PROTOCOL.md 17: the invite line and the one-time invite proof."""
+    data = tomllib.loads((vectors / "invite.toml").read_text())
+    salt, info = b"chat v2 invite", b"chat v2 invite proof key"
+    check_eq("invite.toml: salt", data["salt"].encode(), salt)
+    check_eq("invite.toml: key info", data["key_info"].encode(), info)
+    for i, case in enumerate(data["proof"]):
+        secret = bytes.fromhex(case["secret"])
+        th = bytes.fromhex(case["transcript_hash"])
+        key = hkdf_expand(hkdf_extract(salt, secret), info, 32)
+        check_eq(f"invite.toml: proof {i}: key", key.hex(), case["key"])
+        proof = hmac.new(key, th, hashlib.sha256).digest()
+        check_eq(f"invite.toml: proof {i}: proof", proof.hex(), case["proof"])
+    line = data["line"]
+    fingerprint = "SHA256:" + base64.b64encode(
+        hashlib.sha256(bytes.fromhex(line["fingerprint_of_spki"])).digest()).decode().rstrip("=")
+    built = (f"chat://{line['relay']}/{b64url_unpadded(bytes.fromhex(line['room_secret']))}"
+             f"?direct={','.join(line['direct'])}"
+             f"&once={b64url_unpadded(bytes.fromhex(line['once']))}#{fingerprint}")
+    check_eq("invite.toml: the invite line", built, line["text"])
+
+
 def main() -> int:
     if len(sys.argv) != 2:
         print(f"usage: {sys.argv[0]} VECTORS_DIR", file=sys.stderr)
@@ -1251,6 +1277,7 @@ def main() -> int:
         check_session(vectors, private_keys, spkis)
         check_name_vectors(vectors)
         check_fingerprints(vectors, spkis)
+        check_invite_vectors(vectors)
     except CheckFailed as e:
         print(f"FAIL {e}")
         return 1

@@ -50,6 +50,10 @@ pub trait Commands: Send + Sync {
     fn fingerprint(&self, view: &Arc<Mutex<PeerView>>) -> Vec<String>;
     /// Pins the peer's key (`/trust [NAME]`); the line to print.
     fn trust(&self, view: &Arc<Mutex<PeerView>>, name: Option<&str>) -> Result<String, String>;
+    /// A new one-time invite (`/invite`); the lines to print.
+    fn invite(&self) -> Result<String, String> {
+        Err("/invite needs chat serve --relay".into())
+    }
 }
 
 /// Limits chosen on the command line.
@@ -96,6 +100,7 @@ Type a message and press Enter to send it. Commands:
   /trust [NAME]      pin the peer's key (as NAME, default its nickname): it becomes verified
   /paste             write a multi-line message; end it with a line holding only a dot
   /save PATH         write the last message too large for the screen to a new file
+  /invite            a one-time invite (chat serve --relay): whoever uses it is pinned as verified
   /fingerprint, /trust and /leave act on the peer typed lines go to (the prompt shows it).
   /leave             end this conversation (chat serve keeps waiting for the next peer)
   /quit              leave chat (Ctrl-D on an empty line does the same; Ctrl-C clears the line)
@@ -652,6 +657,10 @@ impl Repl {
                 }
             }
             Input::Save(path) => self.save(path.as_deref()),
+            Input::Invite => match self.shared.commands.invite() {
+                Ok(lines) => self.notice(lines),
+                Err(e) => self.notice(format!("chat: {e}")),
+            },
             Input::Leave => {
                 if let Some((sender, _)) = self.sender_of(&addressee) {
                     sender.close(CloseReason::Goodbye);
@@ -870,6 +879,7 @@ enum Input {
     Fingerprint,
     Trust(Option<String>),
     Save(Option<String>),
+    Invite,
     Leave,
     Quit,
     Unknown(String),
@@ -900,6 +910,7 @@ fn parse(line: &str) -> Input {
         "trust" => Input::Trust(argument),
         "save" => Input::Save(argument),
         "paste" => Input::Paste,
+        "invite" => Input::Invite,
         "leave" => Input::Leave,
         "quit" | "exit" => Input::Quit,
         other => Input::Unknown(other.to_string()),
