@@ -47,7 +47,7 @@ one_run() { # LIMIT -> prints "GB/s send-CPU-seconds key-updates"
   local t0 t1
   t0=$(seconds)
   /usr/bin/time -f '%U %S' -o "$WORK/send.time" "${NICE[@]}" "$CHAT" --home "$WORK/ada" \
-    send "127.0.0.1:$port" --accept-new --rekey-limit "$1" --json --file "$WORK/stream" \
+    send "127.0.0.1:$port" --accept-new --rekey-limit "$1" --json < "$WORK/stream" \
     >"$WORK/send.json" 2>/dev/null
   t1=$(seconds)
   python3 -c "print($BYTES/1e9/($t1-$t0), $(awk '{print $1 + $2}' "$WORK/send.time"), $(grep -c '"event":"key_update"' "$WORK/send.json"))"

@@ -45,7 +45,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Connect to a peer and talk
     Connect(ConnectArgs),
-    /// Send standard input (or a file) as one message, wait for its receipt, and exit
+    /// Send standard input as one message, or files and folders (--file), wait for the receipt, and exit
     Send(SendArgs),
     /// Run a blind relay that pairs peers who cannot reach each other directly
     #[command(long_about = RELAY_ABOUT)]
@@ -101,6 +101,22 @@ pub struct CommonArgs {
     /// admitted, dropped or refused, and why (rate-limited)
     #[arg(short, long)]
     pub verbose: bool,
+    /// Without a terminal, accept offered files: from verified peers, or with =any from any peer
+    #[arg(long, value_name = "WHO", num_args = 0..=1, require_equals = true,
+          default_missing_value = "verified")]
+    pub accept_files: Option<AcceptFiles>,
+    /// Folder where received files are saved [default: your download folder, else the current one]
+    #[arg(long, value_name = "DIR")]
+    pub save_dir: Option<PathBuf>,
+}
+
+/// `--accept-files`: whose files are accepted without asking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum AcceptFiles {
+    /// Only from peers whose key is pinned
+    Verified,
+    /// From any peer, verified or not
+    Any,
 }
 
 /// `chat serve`.
@@ -164,9 +180,9 @@ pub struct SendArgs {
     /// With an invite: don't use its relay, only its direct addresses
     #[arg(long)]
     pub no_relay: bool,
-    /// Send this file instead of standard input
-    #[arg(long, value_name = "PATH")]
-    pub file: Option<PathBuf>,
+    /// Send these files and folders as files (the peer saves them), instead of standard input as a message
+    #[arg(long, value_name = "PATH", num_args = 1..)]
+    pub file: Vec<PathBuf>,
     /// Options shared with serve and connect.
     #[command(flatten)]
     pub common: CommonArgs,

@@ -25,6 +25,9 @@ pub const EXIT_KEY_CHANGED: u8 = 5;
 /// Exit status when the conversation ended normally (a goodbye) but
 /// messages we sent were not acknowledged.
 pub const EXIT_UNDELIVERED: u8 = 6;
+/// Exit code: files were sent but not saved by the peer (rejected,
+/// cancelled, a SHA-256 mismatch, or the peer could not write them).
+pub const EXIT_NOT_SAVED: u8 = 7;
 
 /// Anything that ends a `chat` command early.
 #[derive(Debug, thiserror::Error)]
@@ -109,6 +112,9 @@ pub enum Error {
     /// A pinned name or address presents another key.
     #[error("{0}")]
     KeyChanged(Box<Mismatch>),
+    /// Files we offered were not saved by the peer.
+    #[error("the files were not saved: {0}")]
+    NotSaved(String),
     /// The conversation ended with messages unacknowledged.
     #[error("{context}; {}", undelivered_text(undelivered))]
     Undelivered {
@@ -172,6 +178,7 @@ impl Error {
             Error::KeyChanged(_) => EXIT_KEY_CHANGED,
             Error::Undelivered { .. } => EXIT_UNDELIVERED,
             Error::Usage(_) => EXIT_USAGE,
+            Error::NotSaved(_) => EXIT_NOT_SAVED,
         }
     }
 

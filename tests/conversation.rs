@@ -99,13 +99,7 @@ fn send_delivers_50_mib_intact() {
     fs::write(&file, &text).unwrap();
     let server = serve(&bob, &["--accept-new"], Stdio::null());
     let target = address(&server);
-    let sent = ada.run(&[
-        "send",
-        &target,
-        "--accept-new",
-        "--file",
-        file.to_str().unwrap(),
-    ]);
+    let sent = ada.run_with_stdin_file(&["send", &target, "--accept-new"], &file);
     sent.ok();
     let received = server.finish(secs(60));
     assert_eq!(received.code, Some(0), "{}", received.stderr);

@@ -247,7 +247,7 @@ fn tampering_between_the_relay_and_the_server_is_detected() {
     let invite = invite.replace(&format!("127.0.0.1:{}", proxy.port()), &relay.address);
     let big = joiner.file("big.txt");
     std::fs::write(&big, "x".repeat(100_000)).unwrap();
-    let sent = joiner.run(&["send", &invite, "--file", big.to_str().unwrap()]);
+    let sent = joiner.run_with_stdin_file(&["send", &invite], &big);
     assert_ne!(sent.code, Some(0), "{}", sent.stderr);
     assert!(!sent.stderr.contains("Delivered"), "{}", sent.stderr);
     let served = serve.finish(secs(20));

@@ -117,8 +117,7 @@ fn a_silent_server_times_out() {
     let outcome = Outcome::of(
         home.chat()
             .args(["send", &format!("127.0.0.1:{port}"), "--accept-new"])
-            .arg("--file")
-            .arg(&message)
+            .stdin(std::fs::File::open(&message).unwrap())
             .env("CHAT_HANDSHAKE_TIMEOUT", "3")
             .output()
             .unwrap(),

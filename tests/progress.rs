@@ -74,7 +74,11 @@ fn throttling_proxy(port: u16) -> (u16, std::sync::mpsc::Receiver<f64>) {
 
 /// A receiving `chat serve --once` that pins whoever comes.
 fn receiver(home: &TestHome) -> Running {
-    let mut command = serve_command(home, &["--once", "--accept-new"]);
+    // The files sent go to a folder of their own.
+    let downloads = home.file("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    let mut command = serve_command(home, &["--once", "--accept-new", "--accept-files=any"]);
+    command.arg("--save-dir").arg(&downloads);
     command.stdin(Stdio::null());
     Running::spawn_discarding_stdout(command)
 }
@@ -127,8 +131,8 @@ fn the_first_rate_shown_is_within_2x_of_the_true_rate() {
     let unit = String::from_utf8_lossy(found.get(2).unwrap()).into_owned();
     let shown = rate_in_bytes(number, &unit);
     session
-        .expect("Delivered")
-        .expect("the message is delivered");
+        .expect("SHA-256 verified")
+        .expect("the file is saved");
     let truth = measured
         .recv_timeout(secs(30))
         .expect("the proxy's measured rate");

@@ -71,7 +71,7 @@ impl Receiver {
     }
 }
 
-/// `chat send --file message` through the proxy, under `rule`.
+/// `chat send < message` through the proxy, under `rule`.
 fn send(
     ada: &TestHome,
     receiver: &Receiver,
@@ -84,8 +84,7 @@ fn send(
         ada.chat()
             .args(["send", &receiver.target(), "--accept-new", "--name", "ada"])
             .args(extra)
-            .arg("--file")
-            .arg(message)
+            .stdin(std::fs::File::open(message).unwrap())
             .output()
             .unwrap(),
     );
@@ -456,8 +455,8 @@ fn an_implementation_from_the_spec_follows_our_key_updates_and_we_follow_its() {
             let sent = ada
                 .chat()
                 .args(["send", &format!("127.0.0.1:{port}"), "--accept-new"])
-                .args(["--rekey-limit", "64K", "--file"])
-                .arg(&message)
+                .args(["--rekey-limit", "64K"])
+                .stdin(std::fs::File::open(&message).unwrap())
                 .output()
                 .unwrap();
             assert!(sent.status.success(), "{sent:?}");

@@ -274,13 +274,10 @@ fn a_pinned_peer_delivers_past_sixty_four_silent_connections() {
     let message = ada.file("message.txt");
     std::fs::write(&message, "past the flood\n").unwrap();
     let started = Instant::now();
-    ada.run(&[
-        "send",
-        &format!("127.0.0.1:{port}"),
-        "--strict",
-        "--file",
-        message.to_str().unwrap(),
-    ])
+    ada.run_with_stdin_file(
+        &["send", &format!("127.0.0.1:{port}"), "--strict"],
+        &message,
+    )
     .ok();
     let waited = started.elapsed();
     // The peer got in at the expense of one silent connection; the other

@@ -122,9 +122,8 @@ impl Bench {
                 &self.server_fingerprint,
                 "--name",
                 "ada",
-                "--file",
             ])
-            .arg(&file);
+            .stdin(std::fs::File::open(&file).unwrap());
         if !matches!(rule, Rule::Pass) {
             client.envs(CLIENT_TIMEOUTS);
         }

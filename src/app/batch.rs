@@ -69,13 +69,25 @@ pub(super) fn batch_in(
         .session
         .send()
         .set_rekey_limit(common.rekey_limit);
+    let files = super::files::receive::FileSettings::of(common);
     let conversation = match slot {
         Some(slot) => Conversation::over(
             connected,
             common.max_message,
-            Tracked::new(handler.in_conversation(slot.id()), slot.activity()),
+            super::files::receive::for_conversation(
+                Tracked::new(handler.in_conversation(slot.id()), slot.activity()),
+                files,
+                &view,
+                notice.clone(),
+                None,
+            )
+            .0,
         ),
-        None => Conversation::over(connected, common.max_message, handler),
+        None => Conversation::over(
+            connected,
+            common.max_message,
+            super::files::receive::for_conversation(handler, files, &view, notice.clone(), None).0,
+        ),
     }
     .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();

@@ -40,6 +40,8 @@ pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error
             screen_limit: args.screen_limit,
             rekey_limit: args.common.rekey_limit,
             verbose: args.common.verbose,
+            save_dir: args.common.save_dir.clone(),
+            accept_files: args.common.accept_files,
         };
         converse(context, &me, connected, view, settings)
     } else {

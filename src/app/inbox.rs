@@ -491,17 +491,22 @@ pub(super) fn batch_inbox(
                     .session
                     .send()
                     .set_rekey_limit(args.common.rekey_limit);
-                let conversation = match Conversation::over(
-                    connected,
-                    args.common.max_message,
+                // Files as --accept-files and --save-dir say (app/files/).
+                let (handler, _) = super::files::receive::for_conversation(
                     Tracked::new(handler, slot.activity()),
-                ) {
-                    Ok(conversation) => conversation,
-                    Err(e) => {
-                        report(Some(id), &Error::io("starting the conversation")(e));
-                        continue;
-                    }
-                };
+                    super::files::receive::FileSettings::of(&args.common),
+                    &view,
+                    batch.notice.clone(),
+                    None,
+                );
+                let conversation =
+                    match Conversation::over(connected, args.common.max_message, handler) {
+                        Ok(conversation) => conversation,
+                        Err(e) => {
+                            report(Some(id), &Error::io("starting the conversation")(e));
+                            continue;
+                        }
+                    };
                 let sender = conversation.sender();
                 slot.on_evict({
                     let sender = sender.clone();

@@ -2,6 +2,7 @@
 
 mod batch;
 mod connect;
+mod files;
 mod inbox;
 pub mod invite;
 mod keys;

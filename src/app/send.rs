@@ -22,14 +22,16 @@ use crate::protocol::CloseReason;
 /// its receipt arrives. An empty message is refused before connecting: a
 /// receipt for nothing would tell the user that something was delivered.
 pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
-    let (mut source, length) = open_source(args)?;
+    if !args.file.is_empty() {
+        return super::files::send::send_files(context, args);
+    }
+    let (mut source, length) = open_source()?;
     if length == 0 {
-        return Err(Error::Input(match &args.file {
-            Some(path) => format!("nothing to send: {} is empty", path.display()),
-            None => "nothing to send: standard input is empty (chat send delivers standard input, \
-                     or --file PATH, as one message)"
+        return Err(Error::Input(
+            "nothing to send: standard input is empty (chat send delivers standard input as one \
+             message, or files with --file PATH...)"
                 .into(),
-        }));
+        ));
     }
     let target = super::invite::resolve(&context.home, args.address.as_ref(), false)?;
     let (me, created) = context.me(&args.common)?;
@@ -88,24 +90,10 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
     conclude(&summary)
 }
 
-/// The message for `chat send`: the file, or standard input. A regular file
-/// (also as redirected standard input) is streamed; a pipe is read whole
+/// The message for `chat send`: standard input. A regular file
+/// (redirected standard input) is streamed; a pipe is read whole
 /// first, because a message announces its length before its text.
-fn open_source(args: &SendArgs) -> Result<(Box<dyn Read + Send>, u64), Error> {
-    if let Some(path) = &args.file {
-        let file =
-            File::open(path).map_err(Error::io(format!("cannot open {}", path.display())))?;
-        let metadata = file
-            .metadata()
-            .map_err(Error::io(format!("cannot read {}", path.display())))?;
-        if !metadata.is_file() {
-            return Err(Error::Input(format!(
-                "{} is not a regular file",
-                path.display()
-            )));
-        }
-        return Ok((Box::new(file), metadata.len()));
-    }
+fn open_source() -> Result<(Box<dyn Read + Send>, u64), Error> {
     let stdin = io::stdin();
     let mut file = stdin
         .as_fd()

@@ -162,6 +162,8 @@ fn on_terminal(
         screen_limit: args.screen_limit,
         rekey_limit: args.common.rekey_limit,
         verbose: args.common.verbose,
+        save_dir: args.common.save_dir.clone(),
+        accept_files: args.common.accept_files,
     };
     let on_terminal = |e| Error::io("running the conversation on the terminal")(e);
     let (repl, mut terminal) = Repl::start(Box::new(commands), settings).map_err(on_terminal)?;

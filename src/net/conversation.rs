@@ -23,6 +23,10 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+mod files;
+
+pub use files::{Consent, FILE_CHUNK, FileNotice, OfferReport, Progress};
+
 use super::NetError;
 use crate::protocol::{CloseReason, MAX_RECORD_PLAINTEXT, ProtocolError, TAG_LEN};
 use crate::session::{DEFAULT_CHUNK, Event, RecvHalf, SendHalf, Session};
@@ -85,6 +89,41 @@ pub trait Handler: Send + 'static {
     fn key_updates(&self) -> Option<KeyUpdates> {
         None
     }
+
+    // Files (docs/PROTOCOL.md, section 9; see `files.rs`). By default a
+    // handler takes none: every offer is rejected as "not accepting".
+
+    /// The peer offers these files (their names passed the rules of 9.3).
+    /// Nothing may be written before consent.
+    fn file_offered(&mut self, _id: u64, _manifest: &crate::transfer::Manifest) -> Consent {
+        Consent::Reject(crate::transfer::RejectReason::NotAccepting)
+    }
+    /// File `entry` of accepted offer `id` begins: open its partial file,
+    /// keeping its first `offset` bytes (0: start a new one).
+    fn file_open(
+        &mut self,
+        _id: u64,
+        _entry: u16,
+        _path: &[String],
+        _size: u64,
+        _offset: u64,
+    ) -> io::Result<()> {
+        Err(io::Error::other("this side takes no files"))
+    }
+    /// Append to the partial file of the file in flight.
+    fn file_write(&mut self, _id: u64, _entry: u16, _data: &[u8]) -> io::Result<()> {
+        Err(io::Error::other("this side takes no files"))
+    }
+    /// The file is complete and its SHA-256 matched: flush it, give it its
+    /// final name (never replacing anything).
+    fn file_save(&mut self, _id: u64, _entry: u16) -> crate::transfer::SaveOutcome {
+        crate::transfer::SaveOutcome::WriteFailed
+    }
+    /// Close the partial file of the file in flight; keep it for a resume,
+    /// or delete it.
+    fn file_discard(&mut self, _id: u64, _entry: u16, _keep: bool) {}
+    /// Something happened to a transfer, in either direction.
+    fn file_notice(&mut self, _notice: FileNotice<'_>) {}
 }
 
 /// Whose key a KEY_UPDATE moved on (docs/PROTOCOL.md, 7.2).
@@ -355,6 +394,8 @@ struct Shared {
     /// Signalled (with the writer lock) when records are queued or the
     /// session ends: wakes the writer thread.
     queued: Condvar,
+    /// File transfers, both directions (`files.rs`).
+    files: files::Files,
     /// Signalled (with the writer lock) when receipts arrive, the outbox has
     /// room, the writer thread is gone, or the session ends.
     changed: Condvar,
@@ -647,7 +688,7 @@ impl Sender {
     pub fn done(&self) -> Result<(), SendError> {
         let mut w = self.shared.writer();
         w.seal(|send, buf| send.done(buf))?;
-        if w.finished() {
+        if w.finished() && self.shared.files.idle() {
             w.close(CloseReason::Goodbye);
         }
         self.shared.flush(w)
@@ -738,6 +779,7 @@ impl Conversation {
             socket: stream,
             ended,
             ack_waiters: AtomicUsize::new(0),
+            files: files::Files::default(),
             queued: Condvar::new(),
             changed: Condvar::new(),
             key_updates,
@@ -939,6 +981,7 @@ impl<H: Handler> Reader<H> {
             cut_off: self.recv.in_message(),
             undelivered: failure,
         };
+        files::session_ended(&self.shared, &mut self.handler);
         self.handler.ended(&summary);
         summary
     }
@@ -1051,6 +1094,7 @@ impl<H: Handler> Reader<H> {
     /// messages delivered since the last receipt, in one record, and finish
     /// the session if both sides are done.
     fn after_batch(&mut self) {
+        files::tick(&self.shared, &mut self.handler);
         let delivered = self.delivered;
         let mut w = self.shared.writer();
         if delivered > self.receipted && !w.ended.get() {
@@ -1061,7 +1105,7 @@ impl<H: Handler> Reader<H> {
         w.receiving = self.recv.in_message().is_some();
         w.receipts_owed = self.receipted < self.recv.last_complete();
         w.peer_done = self.recv.peer_done();
-        if !w.ended.get() && w.finished() {
+        if !w.ended.get() && w.finished() && self.shared.files.idle() {
             w.close(CloseReason::Goodbye);
         }
         self.shared.send_from_reader(w);
@@ -1108,13 +1152,7 @@ fn handle(shared: &Shared, handler: &mut impl Handler, event: Event<'_>) -> Resu
                 report(KeyDirection::Received, epoch);
             }
         }
-        // Files are not handled at this edge yet (issue 13): a peer that
-        // offers one is refused like any record we cannot take.
-        Event::File(_) => {
-            return Err(
-                ProtocolError::PeerMisbehaved("file records are not supported here yet").into(),
-            );
-        }
+        Event::File(record) => files::received(shared, handler, record)?,
         // Taken before the conversation starts (net::invite), if at all.
         Event::InviteProof(_) | Event::InviteResult(_) => {
             return Err(ProtocolError::PeerMisbehaved("an invite record out of place").into());

@@ -107,6 +107,38 @@ impl<H: Handler> Handler for Tracked<H> {
     fn key_updates(&self) -> Option<KeyUpdates> {
         self.inner.key_updates()
     }
+    // Files go to the wrapped handler; their data counts as activity.
+    fn file_offered(
+        &mut self,
+        id: u64,
+        manifest: &crate::transfer::Manifest,
+    ) -> super::conversation::Consent {
+        self.activity.touch();
+        self.inner.file_offered(id, manifest)
+    }
+    fn file_open(
+        &mut self,
+        id: u64,
+        entry: u16,
+        path: &[String],
+        size: u64,
+        offset: u64,
+    ) -> io::Result<()> {
+        self.inner.file_open(id, entry, path, size, offset)
+    }
+    fn file_write(&mut self, id: u64, entry: u16, data: &[u8]) -> io::Result<()> {
+        self.activity.touch();
+        self.inner.file_write(id, entry, data)
+    }
+    fn file_save(&mut self, id: u64, entry: u16) -> crate::transfer::SaveOutcome {
+        self.inner.file_save(id, entry)
+    }
+    fn file_discard(&mut self, id: u64, entry: u16, keep: bool) {
+        self.inner.file_discard(id, entry, keep)
+    }
+    fn file_notice(&mut self, notice: super::conversation::FileNotice<'_>) {
+        self.inner.file_notice(notice)
+    }
 }
 
 /// How to close a conversation that must give way.

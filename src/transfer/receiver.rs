@@ -228,6 +228,16 @@ impl Incoming {
         matches!(self.offers.get(&id), Some(o) if matches!(o.phase, Phase::Pending(_)))
     }
 
+    /// The offers accepted and not cancelled, still open: what a cancel of
+    /// everything (the user's Ctrl-C) cancels.
+    pub fn accepted_ids(&self) -> Vec<u64> {
+        self.offers
+            .iter()
+            .filter(|(_, o)| o.phase == Phase::Accepted)
+            .map(|(id, _)| *id)
+            .collect()
+    }
+
     /// When the oldest unanswered offer expires, for the edge's timer.
     pub fn next_expiry(&self) -> Option<Instant> {
         self.offers

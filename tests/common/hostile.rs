@@ -42,10 +42,51 @@ pub enum Got {
     Close(CloseReason),
     /// KEY_UPDATE, with the new epoch.
     KeyUpdate(u64),
-    /// A file record (of any kind).
-    File,
+    /// A file record.
+    File(FileGot),
     /// The connection ended (FIN or reset).
     Hangup,
+}
+
+/// A file record the real `chat` sent, owned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FileGot {
+    /// FILE_ACCEPT: the offer, and the proposed resumes (entry, offset).
+    Accept { id: u64, resume: Vec<(u16, u64)> },
+    /// FILE_REJECT with its reason code.
+    Reject { id: u64, reason: u8 },
+    /// FILE_VERDICT with its code.
+    Verdict { id: u64, entry: u16, verdict: u8 },
+    /// FILE_CANCEL with its reason code.
+    Cancel { id: u64, reason: u8 },
+    /// Any other file record.
+    Other,
+}
+
+impl FileGot {
+    fn of(record: &chat::wire::file::FileRecord<'_>) -> Self {
+        use chat::wire::file::FileRecord;
+        match record {
+            FileRecord::Accept(a) => FileGot::Accept {
+                id: a.id,
+                resume: a.resume.iter().map(|r| (r.entry, r.offset)).collect(),
+            },
+            FileRecord::Reject(r) => FileGot::Reject {
+                id: r.id,
+                reason: r.reason.code(),
+            },
+            FileRecord::Verdict(v) => FileGot::Verdict {
+                id: v.id,
+                entry: v.entry,
+                verdict: v.verdict.code(),
+            },
+            FileRecord::Cancel(c) => FileGot::Cancel {
+                id: c.id,
+                reason: c.reason.code(),
+            },
+            _ => FileGot::Other,
+        }
+    }
 }
 
 /// One established connection, driven by hand.
@@ -156,7 +197,7 @@ impl HostilePeer {
             Event::Done => Got::Done,
             Event::Close { reason, .. } => Got::Close(reason),
             Event::KeyUpdate { epoch } => Got::KeyUpdate(epoch),
-            Event::File(_) => Got::File,
+            Event::File(record) => Got::File(FileGot::of(&record)),
             Event::InviteProof(_) | Event::InviteResult(_) => Got::Invite,
         })
     }

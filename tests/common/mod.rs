@@ -70,6 +70,19 @@ impl TestHome {
         self.run_with_input(args, MESSAGE.as_bytes())
     }
 
+    /// Runs `chat --home HOME ARGS...` with the file `path` as standard
+    /// input (a regular file: `chat send` streams it).
+    pub fn run_with_stdin_file(&self, args: &[&str], path: &Path) -> Outcome {
+        let file = std::fs::File::open(path).expect("open the input file");
+        Outcome::of(
+            self.chat()
+                .args(args)
+                .stdin(Stdio::from(file))
+                .output()
+                .expect("run chat"),
+        )
+    }
+
     /// Runs `chat --home HOME ARGS...` with `input` on standard input.
     pub fn run_with_input(&self, args: &[&str], input: &[u8]) -> Outcome {
         let mut child = self

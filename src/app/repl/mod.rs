@@ -16,6 +16,7 @@
 //! half-typed line survives.
 
 mod conversations;
+mod files;
 mod incoming;
 mod keys;
 mod line;
@@ -34,6 +35,8 @@ use self::keys::Key;
 use self::line::Edit;
 use self::terminal::{Event, Keyboard, RawMode, Screen, Waker};
 use self::throttle::Throttle;
+use super::files::offer_summary;
+use super::files::receive::{Ask, Downloads, FileSettings, WithFiles, for_conversation};
 use super::receive::{self, Spool};
 use super::routing::{self, Routed};
 use super::trust_policy::PeerView;
@@ -57,7 +60,7 @@ pub trait Commands: Send + Sync {
 }
 
 /// Limits chosen on the command line.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Settings {
     /// Largest message accepted from a peer.
     pub max_message: u64,
@@ -67,6 +70,10 @@ pub struct Settings {
     pub rekey_limit: crate::session::RekeyLimit,
     /// Show each key update (`-v`).
     pub verbose: bool,
+    /// Where received files are saved (`--save-dir`).
+    pub save_dir: Option<std::path::PathBuf>,
+    /// Offers accepted without asking (`--accept-files`).
+    pub accept_files: Option<crate::cli::AcceptFiles>,
 }
 
 /// When [`Repl::run`] returns.
@@ -101,6 +108,10 @@ Type a message and press Enter to send it. Commands:
   /paste             write a multi-line message; end it with a line holding only a dot
   /save PATH         write the last message too large for the screen to a new file
   /invite            a one-time invite (chat serve --relay): whoever uses it is pinned as verified
+  /send PATH...      offer files and folders to the peer (names with spaces: one per /send)
+  /accept N          accept the peer's offer N (files go to the save folder)
+  /reject N          reject the peer's offer N
+  /cancel [N]        cancel offer N, or every transfer with this peer (Ctrl-C does the same)
   /fingerprint, /trust and /leave act on the peer typed lines go to (the prompt shows it).
   /leave             end this conversation (chat serve keeps waiting for the next peer)
   /quit              leave chat (Ctrl-D on an empty line does the same; Ctrl-C clears the line)
@@ -138,6 +149,8 @@ struct Ui {
     addressee: Option<Addressee>,
     draft: Option<Draft>,
     kept: Option<Arc<Kept>>,
+    /// Each conversation's files.
+    downloads: std::collections::HashMap<Id, Arc<Mutex<Downloads>>>,
 }
 
 impl Ui {
@@ -217,6 +230,7 @@ impl Shared {
     fn conversation_ended(&self, id: Id, summary: &Summary) {
         {
             let mut ui = self.lock();
+            ui.downloads.remove(&id);
             if let Some(entry) = ui.conversations.remove(id) {
                 let name = entry.name();
                 let ended = Addressee::Ended(name.clone());
@@ -260,6 +274,7 @@ impl Repl {
             addressee: None,
             draft: None,
             kept: None,
+            downloads: std::collections::HashMap::new(),
         };
         let shared = Arc::new(Shared {
             ui: Mutex::new(ui),
@@ -363,6 +378,7 @@ impl Repl {
             id
         };
         let handler = Incoming::new(id, Arc::clone(&view), Arc::clone(&self.shared));
+        let (handler, downloads) = self.with_files(handler, &view);
         let mut connected = connected;
         connected
             .established
@@ -379,6 +395,7 @@ impl Repl {
         match started {
             Ok(conversation) => {
                 let mut ui = self.shared.lock();
+                ui.downloads.insert(id, downloads);
                 ui.conversations.started(id, conversation.sender());
                 Ok(conversation)
             }
@@ -413,6 +430,35 @@ impl Repl {
             draft.addressee = Addressee::Conversation(new);
         }
         let _ = ui.refresh_prompt();
+    }
+
+    /// The conversation's handler, with files: offers are shown with how
+    /// to answer them, and notices go above the prompt.
+    fn with_files(
+        &self,
+        handler: Incoming,
+        view: &Arc<Mutex<PeerView>>,
+    ) -> (WithFiles<Incoming>, Arc<Mutex<Downloads>>) {
+        let shared = Arc::clone(&self.shared);
+        let notice: crate::app::output::Notice =
+            Arc::new(Mutex::new(Box::new(move |line: String| {
+                let _ = shared.notice(line);
+            })));
+        let shared = Arc::clone(&self.shared);
+        let asker = Arc::clone(view);
+        let ask: Ask = Arc::new(move |offer, manifest| {
+            let who = screen::name(&asker.lock().unwrap_or_else(|p| p.into_inner()));
+            let _ = shared.notice(format!(
+                "{who} offers {}: /accept {offer} or /reject {offer}",
+                offer_summary(manifest)
+            ));
+        });
+        let settings = FileSettings {
+            save_dir: self.shared.settings.save_dir.as_deref(),
+            accept: self.shared.settings.accept_files,
+            json: false,
+        };
+        for_conversation(handler, settings, view, notice, Some(ask))
     }
 
     /// Whether the user is leaving.
@@ -536,6 +582,8 @@ impl Repl {
             Edit::Interrupted(had_text) => {
                 if ui.draft.take().is_some() {
                     ui.notice("(message discarded)")?;
+                } else if !had_text && self.cancel_all(&mut ui) > 0 {
+                    ui.notice("Cancelled the transfers in progress.")?;
                 } else if !had_text {
                     ui.notice("Ctrl-C clears the line; type /quit or press Ctrl-D to leave.")?;
                 }
@@ -661,6 +709,10 @@ impl Repl {
                 Ok(lines) => self.notice(lines),
                 Err(e) => self.notice(format!("chat: {e}")),
             },
+            Input::Send(paths) => self.send_files(&paths, &addressee),
+            Input::Accept(offer) => self.answer(offer.as_deref(), &addressee, true),
+            Input::Reject(offer) => self.answer(offer.as_deref(), &addressee, false),
+            Input::Cancel(offer) => self.cancel(offer.as_deref(), &addressee),
             Input::Leave => {
                 if let Some((sender, _)) = self.sender_of(&addressee) {
                     sender.close(CloseReason::Goodbye);
@@ -880,6 +932,10 @@ enum Input {
     Trust(Option<String>),
     Save(Option<String>),
     Invite,
+    Send(Vec<String>),
+    Accept(Option<String>),
+    Reject(Option<String>),
+    Cancel(Option<String>),
     Leave,
     Quit,
     Unknown(String),
@@ -909,6 +965,14 @@ fn parse(line: &str) -> Input {
         "fingerprint" => Input::Fingerprint,
         "trust" => Input::Trust(argument),
         "save" => Input::Save(argument),
+        "send" => Input::Send(
+            argument
+                .map(|a| a.split_whitespace().map(str::to_string).collect())
+                .unwrap_or_default(),
+        ),
+        "accept" => Input::Accept(argument),
+        "reject" => Input::Reject(argument),
+        "cancel" => Input::Cancel(argument),
         "paste" => Input::Paste,
         "invite" => Input::Invite,
         "leave" => Input::Leave,

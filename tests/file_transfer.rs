@@ -1,0 +1,601 @@
+//! Files that arrive as files (docs/PROTOCOL.md section 9): `chat send
+//! --file` into `chat serve --accept-files`, byte for byte; folders; names
+//! already taken; consent; unsafe names and wrong hashes from a hostile
+//! sender; transfers cut at random offsets and then resumed; tampering.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use chat::transfer::FileHasher;
+use chat::wire::file::{End, Entry, FileRecord, Offer, Start};
+use common::hostile::{FileGot, Got, HostilePeer};
+use common::mitm::{Proxy, Rule, Way};
+use common::{Running, TestHome, secs, serve_command};
+
+/// Deterministic bytes that do not compress: xorshift64 from `seed`.
+fn bytes(len: usize, seed: u64) -> Vec<u8> {
+    let mut state = seed | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        out.extend_from_slice(&state.to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// A folder for received files, inside `home`.
+fn downloads(home: &TestHome) -> PathBuf {
+    let dir = home.file("downloads");
+    fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// `chat serve --accept-new` as bob, saving into `dir`, with `extra`.
+fn receiver(bob: &TestHome, dir: &Path, extra: &[&str]) -> Running {
+    let mut command = serve_command(bob, &["--accept-new"]);
+    command
+        .args(extra)
+        .arg("--save-dir")
+        .arg(dir)
+        .stdin(Stdio::null());
+    Running::spawn(command)
+}
+
+/// `chat send --file PATHS...` as ada to `port`.
+fn send(ada: &TestHome, port: u16, paths: &[&Path]) -> common::Outcome {
+    let target = format!("127.0.0.1:{port}");
+    let mut args = vec!["send", &target, "--accept-new", "--name", "ada", "--file"];
+    let paths: Vec<&str> = paths.iter().map(|p| p.to_str().unwrap()).collect();
+    args.extend(paths);
+    ada.run(&args)
+}
+
+/// Every file under `dir`, relative, with its bytes, in order.
+fn tree(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let mut children: Vec<_> = fs::read_dir(dir).unwrap().map(|e| e.unwrap()).collect();
+        children.sort_by_key(|c| c.file_name());
+        for child in children {
+            let path = child.path();
+            if child.file_type().unwrap().is_dir() {
+                walk(root, &path, out);
+            } else {
+                let name = path.strip_prefix(root).unwrap().display().to_string();
+                out.push((name, fs::read(&path).unwrap()));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+fn names(dir: &Path) -> Vec<String> {
+    tree(dir).into_iter().map(|(name, _)| name).collect()
+}
+
+/// Waits until `check` holds, failing after `timeout`.
+#[track_caller]
+fn wait_until(timeout: Duration, what: &str, check: impl Fn() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !check() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn files_of_0_1_and_many_bytes_and_a_folder_arrive_byte_for_byte() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once", "--accept-files"]);
+    let empty = ada.file("empty");
+    fs::write(&empty, b"").unwrap();
+    let one = ada.file("one");
+    fs::write(&one, b"x").unwrap();
+    let many = ada.file("many.bin");
+    let data = bytes(3 << 20 | 12345, 1);
+    fs::write(&many, &data).unwrap();
+    let folder = ada.file("photos");
+    fs::create_dir_all(folder.join("2024/summer")).unwrap();
+    fs::write(folder.join("2024/summer/cat.jpg"), bytes(70_000, 2)).unwrap();
+    fs::write(folder.join("2024/dog.jpg"), bytes(5, 3)).unwrap();
+    fs::write(folder.join(".hidden"), b"dot").unwrap();
+    fs::write(folder.join("empty.txt"), b"").unwrap();
+    let outcome = send(&ada, server.port(), &[&empty, &one, &many, &folder]);
+    outcome.ok();
+    assert!(
+        outcome.stderr.contains("SHA-256 verified"),
+        "{}",
+        outcome.stderr
+    );
+    let received = server.finish(secs(30));
+    assert_eq!(received.code, Some(0), "{}", received.stderr);
+    let mut expected = vec![
+        ("empty".to_string(), Vec::new()),
+        ("many.bin".to_string(), data),
+        ("one".to_string(), b"x".to_vec()),
+        ("photos/.hidden".to_string(), b"dot".to_vec()),
+        ("photos/2024/dog.jpg".to_string(), bytes(5, 3)),
+        ("photos/2024/summer/cat.jpg".to_string(), bytes(70_000, 2)),
+        ("photos/empty.txt".to_string(), Vec::new()),
+    ];
+    expected.sort();
+    let got = tree(&dir);
+    assert_eq!(
+        got.iter().map(|(n, _)| n).collect::<Vec<_>>(),
+        expected.iter().map(|(n, _)| n).collect::<Vec<_>>()
+    );
+    assert!(got == expected, "the bytes differ");
+    assert!(
+        received.stderr.contains("Saved many.bin from ada"),
+        "{}",
+        received.stderr
+    );
+}
+
+/// 64 MiB through the whole program: the file is identical, and the
+/// receiver never held much of it in memory (checked by the bench).
+#[test]
+fn a_64_mib_file_arrives_byte_for_byte() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once", "--accept-files"]);
+    let big = ada.file("big.bin");
+    let data = bytes(64 << 20, 7);
+    fs::write(&big, &data).unwrap();
+    send(&ada, server.port(), &[&big]).ok();
+    server.finish(secs(60)).ok();
+    assert!(
+        fs::read(dir.join("big.bin")).unwrap() == data,
+        "the bytes differ"
+    );
+}
+
+/// A 1 GiB sparse file (all zeros but for a few bytes). Slow in a debug
+/// build; run it with
+/// `cargo test --release --test file_transfer -- --ignored a_1_gib`.
+#[test]
+#[ignore]
+fn a_1_gib_sparse_file_arrives_byte_for_byte() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once", "--accept-files"]);
+    let big = ada.file("sparse.bin");
+    let file = fs::File::create(&big).unwrap();
+    file.set_len(1 << 30).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(b"start", 0).unwrap();
+    file.write_all_at(b"middle", 1 << 29).unwrap();
+    file.write_all_at(b"end", (1 << 30) - 3).unwrap();
+    drop(file);
+    send(&ada, server.port(), &[&big]).ok();
+    server.finish(secs(120)).ok();
+    let digest = |path: &Path| {
+        let mut hasher = FileHasher::new();
+        let mut file = fs::File::open(path).unwrap();
+        let mut buffer = vec![0; 1 << 20];
+        loop {
+            let n = std::io::Read::read(&mut file, &mut buffer).unwrap();
+            if n == 0 {
+                break hasher.digest();
+            }
+            hasher.update(&buffer[..n]);
+        }
+    };
+    assert_eq!(digest(&dir.join("sparse.bin")), digest(&big));
+}
+
+#[test]
+fn a_name_already_taken_becomes_name_1() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    fs::write(dir.join("report.txt"), b"old").unwrap();
+    fs::create_dir(dir.join("notes")).unwrap();
+    fs::write(dir.join("notes/a.txt"), b"old a").unwrap();
+    let server = receiver(&bob, &dir, &["--once", "--accept-files"]);
+    let report = ada.file("report.txt");
+    fs::write(&report, b"new").unwrap();
+    let notes = ada.file("notes");
+    fs::create_dir(&notes).unwrap();
+    fs::write(notes.join("a.txt"), b"new a").unwrap();
+    send(&ada, server.port(), &[&report, &notes]).ok();
+    let received = server.finish(secs(30));
+    assert_eq!(received.code, Some(0), "{}", received.stderr);
+    assert_eq!(
+        tree(&dir),
+        [
+            ("notes/a.txt".to_string(), b"old a".to_vec()),
+            ("notes (1)/a.txt".to_string(), b"new a".to_vec()),
+            ("report (1).txt".to_string(), b"new".to_vec()),
+            ("report.txt".to_string(), b"old".to_vec()),
+        ]
+    );
+    assert!(
+        received.stderr.contains("report (1).txt"),
+        "{}",
+        received.stderr
+    );
+}
+
+#[test]
+fn without_consent_nothing_is_written() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once"]);
+    let file = ada.file("report.txt");
+    fs::write(&file, b"contents").unwrap();
+    let outcome = send(&ada, server.port(), &[&file]);
+    outcome.fails(7, &["not saved", "rejected", "does not accept files"]);
+    let received = server.finish(secs(30));
+    assert!(
+        received.stderr.contains("rejected, nothing was written")
+            && received.stderr.contains("--accept-files"),
+        "{}",
+        received.stderr
+    );
+    assert_eq!(
+        fs::read_dir(&dir).unwrap().count(),
+        0,
+        "something was written"
+    );
+}
+
+/// Seals one file record as the hostile peer.
+fn file(peer: &mut HostilePeer, record: FileRecord<'_>) {
+    peer.send(|send, out| send.file(&record, out)).unwrap();
+}
+
+fn offer(peer: &mut HostilePeer, id: u64, paths: &[&[&str]], size: u64) {
+    let entries = paths
+        .iter()
+        .map(|path| Entry {
+            path: path.iter().map(|s| s.to_string()).collect(),
+            size,
+        })
+        .collect();
+    file(peer, FileRecord::Offer(Offer { id, entries }));
+}
+
+/// A running `chat serve` that takes one conversation after another.
+fn hostile_target(bob: &TestHome, dir: &Path) -> Running {
+    receiver(bob, dir, &["--accept-files=any"])
+}
+
+#[test]
+fn unsafe_names_are_refused_and_nothing_is_written() {
+    let bob = TestHome::with_identity("responder");
+    let dir = downloads(&bob);
+    let server = hostile_target(&bob, &dir);
+    // One offer per case: (what it shows, its paths), each refused with
+    // FILE_REJECT reason 3 (docs/PROTOCOL.md 9.3).
+    let cases: Vec<(&str, Vec<Vec<&str>>)> = vec![
+        ("empty name", vec![vec![""]]),
+        // (A name over 255 bytes cannot be encoded at all: its length is
+        // one byte. The core's name tests cover rule 1.)
+        ("dot", vec![vec!["."]]),
+        ("dot dot", vec![vec![".."]]),
+        ("climbs out of a folder", vec![vec!["photos", "..", "x"]]),
+        ("slash", vec![vec!["a/b"]]),
+        ("backslash", vec![vec!["a\\b"]]),
+        ("absolute", vec![vec!["/etc/passwd"]]),
+        ("control", vec![vec!["bell\u{7}.txt"]]),
+        ("escape", vec![vec!["\u{1b}[2J.txt"]]),
+        ("line separator", vec![vec!["a\u{2028}b"]]),
+        ("bidi override", vec![vec!["invoice\u{202e}fdp.exe"]]),
+        ("invisible", vec![vec!["report\u{200b}.pdf"]]),
+        ("windows character", vec![vec!["a:b"]]),
+        ("leading space", vec![vec![" a"]]),
+        ("trailing space", vec![vec!["a "]]),
+        ("trailing dot", vec![vec!["a."]]),
+        ("not NFC", vec![vec!["e\u{301}.txt"]]),
+        ("unassigned", vec![vec!["\u{0378}"]]),
+        ("device name", vec![vec!["con.txt"]]),
+        ("device name in a folder", vec![vec!["ok", "NUL"]]),
+        (
+            "same path ignoring case",
+            vec![vec!["A.txt"], vec!["a.txt"]],
+        ),
+        ("file where a folder goes", vec![vec!["a"], vec!["a", "b"]]),
+    ];
+    for (what, paths) in &cases {
+        let mut peer = HostilePeer::connect(server.port());
+        let paths: Vec<&[&str]> = paths.iter().map(|p| p.as_slice()).collect();
+        offer(&mut peer, 1, &paths, 4);
+        let got = peer.expect(secs(20), |g| matches!(g, Got::File(_)));
+        assert_eq!(
+            got,
+            Got::File(FileGot::Reject { id: 1, reason: 3 }),
+            "{what}"
+        );
+        // Data for it is a protocol error; nothing is written either way.
+        file(
+            &mut peer,
+            FileRecord::Start(Start {
+                id: 1,
+                entry: 0,
+                offset: 0,
+            }),
+        );
+        peer.expect(secs(20), |g| matches!(g, Got::Close(_) | Got::Hangup));
+    }
+    assert!(names(&dir).is_empty(), "written: {:?}", names(&dir));
+    assert!(
+        fs::read_dir(&dir).unwrap().next().is_none(),
+        "something was created"
+    );
+    // The names are shown neutralised.
+    let stderr = server.stderr();
+    assert!(!stderr.contains('\u{1b}') && !stderr.contains('\u{202e}'));
+    assert!(stderr.contains("Refused"), "{stderr}");
+}
+
+#[test]
+fn a_wrong_hash_saves_nothing_and_deletes_the_partial() {
+    let bob = TestHome::with_identity("responder");
+    let dir = downloads(&bob);
+    let server = hostile_target(&bob, &dir);
+    let mut peer = HostilePeer::connect(server.port());
+    offer(&mut peer, 1, &[&["good.txt"], &["second.txt"]], 5);
+    let got = peer.expect(secs(20), |g| matches!(g, Got::File(_)));
+    assert_eq!(
+        got,
+        Got::File(FileGot::Accept {
+            id: 1,
+            resume: vec![]
+        })
+    );
+    for (entry, sha256) in [(0u16, [0u8; 32]), (1, sha256_of(b"hello"))] {
+        file(
+            &mut peer,
+            FileRecord::Start(Start {
+                id: 1,
+                entry,
+                offset: 0,
+            }),
+        );
+        file(&mut peer, FileRecord::Data(b"hello"));
+        file(&mut peer, FileRecord::End(End { sha256 }));
+        let verdict = peer.expect(secs(20), |g| matches!(g, Got::File(_)));
+        let expected = if entry == 0 { 1 } else { 0 };
+        assert_eq!(
+            verdict,
+            Got::File(FileGot::Verdict {
+                id: 1,
+                entry,
+                verdict: expected
+            })
+        );
+    }
+    // The first is nowhere, not even as a partial; the second is saved.
+    assert_eq!(tree(&dir), [("second.txt".to_string(), b"hello".to_vec())]);
+}
+
+fn sha256_of(data: &[u8]) -> [u8; 32] {
+    let mut hasher = FileHasher::new();
+    hasher.update(data);
+    hasher.digest()
+}
+
+/// The partial files in `dir`.
+fn partials(dir: &Path) -> Vec<String> {
+    fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.starts_with(".chat-partial-"))
+        .collect()
+}
+
+#[test]
+fn a_transfer_cut_at_random_offsets_resumes_to_an_identical_file() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--accept-files"]);
+    let proxy = Proxy::start(server.port());
+    let data = bytes(8 << 20, 11);
+    let big = ada.file("big.bin");
+    fs::write(&big, &data).unwrap();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    // Three cuts, each somewhere in the first 256 KiB to 1.75 MiB of a
+    // connection: each resumes from the last, and 2 MiB or more is always
+    // left to send, so each is cut in the middle of the file's data.
+    let offsets: Vec<usize> = bytes(24, seed)
+        .chunks(8)
+        .map(|c| (256 << 10) + (u64::from_le_bytes(c.try_into().unwrap()) % (1536 << 10)) as usize)
+        .collect();
+    let mut resumed = 0;
+    for (i, offset) in offsets.iter().enumerate() {
+        proxy.next(Rule::Cut {
+            way: Way::ToServer,
+            offset: *offset,
+        });
+        let outcome = send(&ada, proxy.port(), &[&big]);
+        assert_eq!(
+            outcome.code,
+            Some(3),
+            "cut at {offset} (seed {seed}): {}",
+            outcome.stderr
+        );
+        proxy.recording();
+        // The receiver keeps what arrived, hidden, and nothing under the name.
+        wait_until(secs(20), "the receiver to see the cut", || {
+            server.stderr().matches("cut").count() > i
+                || server.stderr().matches("connection").count() > i
+        });
+        wait_until(secs(20), "the partial file", || partials(&dir).len() == 1);
+        assert!(
+            !dir.join("big.bin").exists(),
+            "saved after a cut at {offset}"
+        );
+        resumed += 1;
+    }
+    // Sent again, whole: it resumes from the partial and is identical.
+    proxy.next(Rule::Pass);
+    send(&ada, proxy.port(), &[&big]).ok();
+    wait_until(secs(30), "the file to be saved", || {
+        server.stderr().contains("Saved big.bin")
+    });
+    assert!(
+        server.stderr().matches("Resuming big.bin").count() >= resumed,
+        "seed {seed}: {}",
+        server.stderr()
+    );
+    assert!(
+        fs::read(dir.join("big.bin")).unwrap() == data,
+        "seed {seed}: the bytes differ"
+    );
+    assert!(partials(&dir).is_empty(), "a partial was left");
+}
+
+#[test]
+fn a_tampered_transfer_saves_nothing() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once", "--accept-files"]);
+    let proxy = Proxy::start(server.port());
+    let big = ada.file("big.bin");
+    fs::write(&big, bytes(4 << 20, 5)).unwrap();
+    proxy.next(Rule::Flip {
+        way: Way::ToServer,
+        offset: 2 << 20,
+        mask: 0x01,
+    });
+    let outcome = send(&ada, proxy.port(), &[&big]);
+    assert_eq!(outcome.code, Some(3), "{}", outcome.stderr);
+    let received = server.finish(secs(30));
+    assert_eq!(received.code, Some(3), "{}", received.stderr);
+    assert!(!dir.join("big.bin").exists(), "a tampered file was saved");
+    assert!(names(&dir).iter().all(|n| n.starts_with(".chat-partial-")));
+}
+
+/// Runs `tests/interop/peer_v2.py` (an implementation written from the spec
+/// alone) with `args`; `during` runs once it listens (for `serve`, with its
+/// port). Returns its exit code.
+fn peer_v2(args: &[&str], during: impl FnOnce(u16)) -> Option<i32> {
+    use std::io::BufRead;
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut child = std::process::Command::new("python3")
+        .arg(root.join("tests/interop/peer_v2.py"))
+        .args(args)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python3 runs (install Python 3 and `pip install cryptography`)");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut port = 0;
+    if args[0] == "serve" {
+        let mut first = String::new();
+        stdout.read_line(&mut first).unwrap();
+        port = first
+            .trim()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("peer_v2.py serve said {first:?}"));
+    }
+    let drain = std::thread::spawn(move || std::io::copy(&mut stdout, &mut std::io::sink()));
+    during(port);
+    let deadline = Instant::now() + secs(30);
+    while child.try_wait().unwrap().is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("peer_v2.py did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let _ = drain.join();
+    child.wait().unwrap().code()
+}
+
+/// Files go both ways between chat and the implementation written from the
+/// spec: `chat send --file` (a file and a folder) into `peer_v2.py serve`,
+/// and `peer_v2.py send --file` into `chat serve --accept-files`.
+#[test]
+fn an_implementation_from_the_spec_receives_our_files_and_sends_us_its() {
+    let keys = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/vectors/keys");
+    let ada = TestHome::with_identity("initiator");
+    let report = ada.file("report.bin");
+    fs::write(&report, bytes(300_000, 21)).unwrap();
+    let folder = ada.file("notes");
+    fs::create_dir_all(folder.join("deep")).unwrap();
+    fs::write(folder.join("deep/a.txt"), b"alpha").unwrap();
+    fs::write(folder.join("empty"), b"").unwrap();
+    let saved = ada.file("saved");
+    fs::create_dir(&saved).unwrap();
+    let responder = keys.join("responder.pem");
+    let code = peer_v2(
+        &[
+            "serve",
+            "--port",
+            "0",
+            "--key",
+            responder.to_str().unwrap(),
+            "--save-dir",
+            saved.to_str().unwrap(),
+        ],
+        |port| {
+            send(&ada, port, &[&report, &folder]).ok();
+        },
+    );
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        tree(&saved),
+        [
+            ("notes/deep/a.txt".to_string(), b"alpha".to_vec()),
+            ("notes/empty".to_string(), Vec::new()),
+            ("report.bin".to_string(), bytes(300_000, 21)),
+        ]
+    );
+
+    let bob = TestHome::with_identity("responder");
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once", "--accept-files"]);
+    let initiator = keys.join("initiator.pem");
+    let code = peer_v2(
+        &[
+            "send",
+            &format!("127.0.0.1:{}", server.port()),
+            "--key",
+            initiator.to_str().unwrap(),
+            "--file",
+            report.to_str().unwrap(),
+        ],
+        |_| {},
+    );
+    assert_eq!(code, Some(0));
+    server.finish(secs(20)).ok();
+    assert_eq!(tree(&dir), [("report.bin".to_string(), bytes(300_000, 21))]);
+}
