@@ -599,3 +599,112 @@ fn an_implementation_from_the_spec_receives_our_files_and_sends_us_its() {
     server.finish(secs(20)).ok();
     assert_eq!(tree(&dir), [("report.bin".to_string(), bytes(300_000, 21))]);
 }
+
+/// Bob's REPL on a terminal, saving into `dir`.
+fn bob_on_a_terminal(bob: &TestHome, dir: &Path) -> common::pty::Pty {
+    common::pty::Pty::chat(
+        bob,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "bob",
+            "--accept-new",
+            "--save-dir",
+            dir.to_str().unwrap(),
+        ],
+    )
+}
+
+/// `chat send --file` as ada, running in the background.
+fn sending(ada: &TestHome, port: u16, path: &Path) -> Running {
+    let mut command = ada.chat();
+    command
+        .args([
+            "send",
+            &format!("127.0.0.1:{port}"),
+            "--accept-new",
+            "--name",
+            "ada",
+        ])
+        .arg("--file")
+        .arg(path)
+        .stdin(Stdio::null());
+    Running::spawn(command)
+}
+
+#[test]
+fn the_repl_shows_an_offer_and_saves_it_only_after_accept() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let mut repl = bob_on_a_terminal(&bob, &dir);
+    let port = repl.port();
+    let report = ada.file("report.pdf");
+    fs::write(&report, bytes(2_200_000, 9)).unwrap();
+    let sender = sending(&ada, port, &report);
+    repl.wait_for("ada offers report.pdf (2.10 MiB): /accept 1 or /reject 1");
+    // Nothing is written before consent.
+    assert!(fs::read_dir(&dir).unwrap().next().is_none());
+    repl.line("/accept 1");
+    repl.wait_for("Saved report.pdf from ada");
+    let outcome = sender.finish(secs(30));
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(fs::read(dir.join("report.pdf")).unwrap() == bytes(2_200_000, 9));
+}
+
+#[test]
+fn the_repl_rejects_and_nothing_is_written() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let mut repl = bob_on_a_terminal(&bob, &dir);
+    let port = repl.port();
+    // A name that breaks a rule is refused by the sender itself, before
+    // it connects (the receiver's refusals: see the hostile sender above).
+    let report = ada.file("evil\u{1b}[2J.txt");
+    fs::write(&report, b"x").unwrap();
+    let outcome = sending(&ada, port, &report).finish(secs(30));
+    assert_eq!(outcome.code, Some(1), "{outcome:#?}");
+    assert!(
+        outcome.stderr.contains("control character"),
+        "{}",
+        outcome.stderr
+    );
+    let report = ada.file("plain.txt");
+    fs::write(&report, b"x").unwrap();
+    let sender = sending(&ada, port, &report);
+    repl.wait_for("ada offers plain.txt (1 B): /accept 1 or /reject 1");
+    repl.line("/reject 1");
+    let outcome = sender.finish(secs(30));
+    assert_eq!(outcome.code, Some(7), "{outcome:#?}");
+    assert!(outcome.stderr.contains("rejected"), "{}", outcome.stderr);
+    assert!(fs::read_dir(&dir).unwrap().next().is_none());
+}
+
+#[test]
+fn ctrl_c_in_chat_send_withdraws_the_offer_on_both_ends() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let mut repl = bob_on_a_terminal(&bob, &dir);
+    let port = repl.port();
+    let report = ada.file("report.txt");
+    fs::write(&report, b"contents").unwrap();
+    let sender = sending(&ada, port, &report);
+    repl.wait_for("ada offers report.txt (8 B): /accept 1 or /reject 1");
+    // SAFETY: signals a child process we started.
+    unsafe { libc::kill(sender.pid() as i32, libc::SIGINT) };
+    repl.wait_for("ada withdrew its offer #1");
+    let outcome = sender.finish(secs(30));
+    assert_eq!(outcome.code, Some(7), "{outcome:#?}");
+    assert!(outcome.stderr.contains("cancelled"), "{}", outcome.stderr);
+    assert!(fs::read_dir(&dir).unwrap().next().is_none());
+}

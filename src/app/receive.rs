@@ -8,15 +8,14 @@
 //! [`save_new`] writes bytes to a path the user chose, byte for byte, and
 //! never replaces an existing file.
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Write};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::fs::File;
+use std::io::{self, Read};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
 
 use crate::crypto::aead::{Aes256GcmCipher, IV_LEN, KEY_LEN};
-use crate::files::PRIVATE_FILE_MODE;
 use crate::protocol::TAG_LEN;
 
 /// Plaintext bytes per sealed block of a spool.
@@ -181,42 +180,37 @@ pub fn expand_home(path: &str) -> PathBuf {
 /// never through a symbolic link, never over an existing file), flushed to
 /// disk. A file left half-written by an error is removed. Returns the number
 /// of bytes written.
+///
+/// It goes the way a received file goes (`app/files/save_dir.rs`): through
+/// a handle on the folder, into a hidden partial file, flushed, then
+/// renamed to its name without replacing anything.
 pub fn save_new(path: &Path, source: &mut dyn Read) -> Result<u64, SaveError> {
     let io = |source| SaveError::Io {
         path: path.to_path_buf(),
         source,
     };
-    let mut file = match OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(PRIVATE_FILE_MODE)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)
-    {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            return Err(SaveError::Exists(path.to_path_buf()));
-        }
-        Err(e) => return Err(io(e)),
+    let folder = match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent,
+        _ => Path::new("."),
     };
-    let written = io::copy(source, &mut file).and_then(|n| {
-        file.flush()?;
-        file.sync_all()?;
-        Ok(n)
-    });
-    match written {
-        Ok(n) => Ok(n),
-        Err(e) => {
-            drop(file);
-            let _ = fs::remove_file(path);
-            Err(io(e))
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| io(io::Error::other("not a file name in UTF-8")))?;
+    let save = super::files::save_dir::SaveDir::open(folder).map_err(io)?;
+    match save.write_new(name, source, false) {
+        Ok((_, written)) => Ok(written),
+        Err(super::files::save_dir::PlaceError::NameTaken) => {
+            Err(SaveError::Exists(path.to_path_buf()))
         }
+        Err(super::files::save_dir::PlaceError::Io(e)) => Err(io(e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     #[test]
     fn a_spool_gives_back_every_byte_and_keeps_none_in_clear() {

@@ -963,7 +963,10 @@ impl<H: Handler> Reader<H> {
             self.shared.changed.notify_all();
             (w.unacknowledged(), w.send.is_done(), w.write_error.take())
         };
-        let both_done = we_are_done && self.recv.peer_done() && unacknowledged.is_empty();
+        let both_done = we_are_done
+            && self.recv.peer_done()
+            && unacknowledged.is_empty()
+            && self.shared.files.idle();
         let ending = match (ending, write_error) {
             (Ok(None | Some(CloseReason::Goodbye)), _) if both_done => Ending::Finished,
             (Ok(Some(reason)), _) => Ending::ClosedByPeer(reason),

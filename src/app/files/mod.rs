@@ -9,7 +9,7 @@
 
 mod partials;
 pub mod receive;
-mod save_dir;
+pub mod save_dir;
 pub mod send;
 
 use indicatif::HumanBytes;

@@ -135,7 +135,7 @@ impl SaveDir {
     ) -> Result<PathBuf, PlaceError> {
         let (last, folders) = path.split_last().expect("a path has a name");
         if folders.is_empty() {
-            for candidate in numbered(last) {
+            for candidate in numbered_names(last) {
                 match rustix::fs::renameat_with(
                     &self.dir,
                     partial,
@@ -155,7 +155,7 @@ impl SaveDir {
             Some(top) => top.clone(),
             None => {
                 let mut made = None;
-                for candidate in numbered(&folders[0]) {
+                for candidate in numbered_names(&folders[0]) {
                     match rustix::fs::mkdirat(
                         &self.dir,
                         candidate.as_str(),
@@ -200,6 +200,54 @@ impl SaveDir {
         }
     }
 
+    /// Writes what `source` yields to a new file `name` at the top of the
+    /// folder the same way as a received file: into a hidden partial,
+    /// flushed to disk, then renamed without replacing anything. With
+    /// `numbered`, a taken name becomes "name (1).ext" and so on; without,
+    /// it is refused. Nothing is left behind on failure. Returns the name
+    /// used and the bytes written.
+    pub fn write_new(
+        &self,
+        name: &str,
+        source: &mut dyn io::Read,
+        numbered: bool,
+    ) -> Result<(String, u64), PlaceError> {
+        static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let partial = format!(
+            ".chat-save-{}-{}",
+            std::process::id(),
+            COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst)
+        );
+        let result = (|| {
+            let mut file = self.open_partial(&partial, 0).map_err(PlaceError::Io)?;
+            let written = io::copy(source, &mut file).map_err(PlaceError::Io)?;
+            file.sync_all().map_err(PlaceError::Io)?;
+            let candidates: Vec<String> = if numbered {
+                numbered_names(name).collect()
+            } else {
+                vec![name.to_string()]
+            };
+            for candidate in candidates {
+                match rustix::fs::renameat_with(
+                    &self.dir,
+                    partial.as_str(),
+                    &self.dir,
+                    candidate.as_str(),
+                    RenameFlags::NOREPLACE,
+                ) {
+                    Ok(()) => return Ok((candidate, written)),
+                    Err(rustix::io::Errno::EXIST) => continue,
+                    Err(e) => return Err(PlaceError::Io(to_io(e))),
+                }
+            }
+            Err(PlaceError::NameTaken)
+        })();
+        if result.is_err() {
+            self.remove(&partial);
+        }
+        result
+    }
+
     /// Opens a folder inside `parent`, refusing a link or a file there.
     fn open_subdir(&self, parent: &OwnedFd, name: &str) -> Result<OwnedFd, PlaceError> {
         rustix::fs::openat(
@@ -219,7 +267,7 @@ impl SaveDir {
 /// the last extension; a name that starts with its only dot, such as
 /// ".profile", has no extension). Names that would be longer than 255
 /// bytes are skipped.
-pub fn numbered(name: &str) -> impl Iterator<Item = String> + '_ {
+pub fn numbered_names(name: &str) -> impl Iterator<Item = String> + '_ {
     let (stem, ext) = match name.rfind('.') {
         Some(0) | None => (name, ""),
         Some(i) => name.split_at(i),
@@ -234,14 +282,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbered_names() {
-        let names: Vec<String> = numbered("report.pdf").take(3).collect();
+    fn numbered_names_of_a_file_and_a_folder() {
+        let names: Vec<String> = numbered_names("report.pdf").take(3).collect();
         assert_eq!(names, ["report.pdf", "report (1).pdf", "report (2).pdf"]);
-        let names: Vec<String> = numbered(".profile").take(2).collect();
+        let names: Vec<String> = numbered_names(".profile").take(2).collect();
         assert_eq!(names, [".profile", ".profile (1)"]);
-        let names: Vec<String> = numbered("archive.tar.gz").take(2).collect();
+        let names: Vec<String> = numbered_names("archive.tar.gz").take(2).collect();
         assert_eq!(names, ["archive.tar.gz", "archive.tar (1).gz"]);
-        let names: Vec<String> = numbered("photos").take(2).collect();
+        let names: Vec<String> = numbered_names("photos").take(2).collect();
         assert_eq!(names, ["photos", "photos (1)"]);
     }
 

@@ -106,7 +106,8 @@ Type a message and press Enter to send it. Commands:
   /fingerprint       both keys' fingerprints and the safety number to compare with the peer
   /trust [NAME]      pin the peer's key (as NAME, default its nickname): it becomes verified
   /paste             write a multi-line message; end it with a line holding only a dot
-  /save PATH         write the last message too large for the screen to a new file
+  /save [PATH]       write the last message too large for the screen to a new file
+                     (without PATH: into the save folder, where received files go)
   /invite            a one-time invite (chat serve --relay): whoever uses it is pinned as verified
   /send PATH...      offer files and folders to the peer (names with spaces: one per /send)
   /accept N          accept the peer's offer N (files go to the save folder)
@@ -883,13 +884,36 @@ impl Repl {
 
     /// `/save PATH`.
     fn save(&self, path: Option<&str>) {
-        let Some(path) = path else {
-            self.notice("Usage: /save PATH (writes the last message too large for the screen)");
-            return;
-        };
         let kept = self.shared.lock().kept.clone();
         let Some(kept) = kept else {
             self.notice("Nothing to save: no message has been too large for the screen.");
+            return;
+        };
+        let Some(path) = path else {
+            // Into the save folder, as a received file would go.
+            let folder = super::files::receive::save_dir(self.shared.settings.save_dir.as_deref());
+            let mut name = format!("message {} from {}.txt", kept.id, kept.from);
+            if crate::transfer::check_name(&name).is_err() {
+                name = format!("message {}.txt", kept.id);
+            }
+            let saved = super::files::save_dir::SaveDir::open(&folder)
+                .map_err(super::files::save_dir::PlaceError::Io)
+                .and_then(|save| save.write_new(&name, &mut kept.spool.reader(), true));
+            match saved {
+                Ok((name, bytes)) => self.notice(format!(
+                    "Saved message #{} from {} ({}) to {}.",
+                    kept.id,
+                    kept.from,
+                    screen::size(bytes),
+                    sanitize::one_line(&folder.join(name).display().to_string())
+                )),
+                Err(super::files::save_dir::PlaceError::Io(e)) => {
+                    self.notice(format!("not saved: {e}"))
+                }
+                Err(super::files::save_dir::PlaceError::NameTaken) => {
+                    self.notice("not saved: every numbered name is taken")
+                }
+            }
             return;
         };
         let path = receive::expand_home(path);
