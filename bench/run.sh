@@ -101,7 +101,7 @@ chat_bulk() { # CHAT -> prints "GB/s send-CPU serve-CPU send-RSS-KiB serve-RSS-K
   for _ in $(seq "$RUNS"); do
     before=$(proc_cpu "$server")
     t0=$(seconds)
-    /usr/bin/time -f '%e %U %S %M' -o "$WORK/send.time" "$bin" --home "$WORK/ada" send "127.0.0.1:$port" --accept-new --file "$WORK/gigabyte" 2>/dev/null
+    /usr/bin/time -f '%e %U %S %M' -o "$WORK/send.time" "$bin" --home "$WORK/ada" send "127.0.0.1:$port" --accept-new < "$WORK/gigabyte" 2>/dev/null
     t1=$(seconds)
     python3 -c "print(1.073741824/($t1-$t0), $(cpu_of "$WORK/send.time"), $(proc_cpu "$server") - $before, $(awk '{print $4}' "$WORK/send.time"), $(awk '/VmHWM/ {print $2}' "/proc/$server/status"))"
     sleep 1
@@ -130,13 +130,13 @@ port=$(free_port)
 "$CHAT" --home "$WORK/bob" serve --listen "127.0.0.1:$port" --accept-new </dev/null >/dev/null 2>&1 & PIDS+=($!)
 sleep 0.5
 echo "one line" > "$WORK/line"
-"$CHAT" --home "$WORK/ada" send "127.0.0.1:$port" --accept-new --file "$WORK/line" 2>/dev/null
+"$CHAT" --home "$WORK/ada" send "127.0.0.1:$port" --accept-new < "$WORK/line" 2>/dev/null
 # A pause between runs lets the server's background generator have the next
 # transient key ready, as it would for peers arriving at human pace: it makes
 # at most 3 a second (src/net/transient.rs), so a pause under 0.33 s would
 # drain its pool of 4 and time the wait for a key instead.
 hyperfine -N -w 3 -r 30 -p 'sleep 0.4' --export-json "$WORK/send.json" \
-  "$CHAT --home $WORK/ada send 127.0.0.1:$port --file $WORK/line" >/dev/null 2>&1
+  "sh -c '$CHAT --home $WORK/ada send 127.0.0.1:$port < $WORK/line'" >/dev/null 2>&1
 send_ms=$(python3 -c "import json; print('%.1f' % (json.load(open('$WORK/send.json'))['results'][0]['median']*1000))")
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj /CN=localhost \
   -keyout "$WORK/tls.key" -out "$WORK/tls.crt" -days 1 2>/dev/null

@@ -708,3 +708,121 @@ fn ctrl_c_in_chat_send_withdraws_the_offer_on_both_ends() {
     assert!(outcome.stderr.contains("cancelled"), "{}", outcome.stderr);
     assert!(fs::read_dir(&dir).unwrap().next().is_none());
 }
+
+/// Bob's side of the in-process engine test: takes every offer, counts
+/// the file's bytes (slowly, like a busy disk), and notes how many had
+/// arrived when a message arrived.
+struct Counting {
+    file_bytes: Arc<AtomicU64>,
+    at_message: std::sync::mpsc::Sender<u64>,
+}
+
+impl chat::net::conversation::Handler for Counting {
+    fn message_data(&mut self, _id: u64, _data: &[u8]) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn message_end(&mut self, _id: u64) -> std::io::Result<()> {
+        let _ = self.at_message.send(self.file_bytes.load(Ordering::SeqCst));
+        Ok(())
+    }
+    fn file_offered(
+        &mut self,
+        _id: u64,
+        _manifest: &chat::transfer::Manifest,
+    ) -> chat::net::conversation::Consent {
+        chat::net::conversation::Consent::Accept(Vec::new())
+    }
+    fn file_open(&mut self, _: u64, _: u16, _: &[String], _: u64, _: u64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn file_write(&mut self, _id: u64, _entry: u16, data: &[u8]) -> std::io::Result<()> {
+        self.file_bytes
+            .fetch_add(data.len() as u64, Ordering::SeqCst);
+        std::thread::sleep(Duration::from_micros(500));
+        Ok(())
+    }
+    fn file_save(&mut self, _id: u64, _entry: u16) -> chat::transfer::SaveOutcome {
+        chat::transfer::SaveOutcome::Saved
+    }
+}
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// A chat line typed while a large file goes out is sealed between two of
+/// its chunks: it arrives long before the file ends, not behind it.
+#[test]
+fn a_message_does_not_wait_behind_a_large_file() {
+    const SIZE: u64 = 32 << 20;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        chat::net::respond(
+            stream,
+            &mut rand::rng(),
+            &common::hostile::key("responder"),
+            "bob",
+            || true,
+            || common::hostile::key("transient"),
+        )
+        .unwrap()
+    });
+    let stream = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let ada = chat::net::initiate(
+        stream,
+        &mut rand::rng(),
+        &common::hostile::key("initiator"),
+        "ada",
+        |_| chat::net::Decision::Continue,
+    )
+    .unwrap()
+    .unwrap();
+    let bob = server.join().unwrap();
+    let file_bytes = Arc::new(AtomicU64::new(0));
+    let (at_message, message_arrived) = std::sync::mpsc::channel();
+    let bob = chat::net::conversation::Conversation::over(
+        bob,
+        u64::MAX,
+        Counting {
+            file_bytes: Arc::clone(&file_bytes),
+            at_message,
+        },
+    )
+    .unwrap();
+    struct Quiet;
+    impl chat::net::conversation::Handler for Quiet {
+        fn message_data(&mut self, _: u64, _: &[u8]) -> std::io::Result<()> {
+            Ok(())
+        }
+        fn message_end(&mut self, _: u64) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let ada = chat::net::conversation::Conversation::over(ada, u64::MAX, Quiet).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("big.bin");
+    fs::File::create(&path).unwrap().set_len(SIZE).unwrap();
+    let manifest = chat::transfer::Manifest::new(vec![Entry {
+        path: vec!["big.bin".into()],
+        size: SIZE,
+    }])
+    .unwrap();
+    let sender = ada.sender();
+    let id = sender
+        .offer(manifest, vec![path], Arc::new(|_| {}))
+        .unwrap();
+    wait_until(secs(30), "the file's first MiB", || {
+        file_bytes.load(Ordering::SeqCst) >= 1 << 20
+    });
+    sender.send(b"hello while the file goes").unwrap();
+    let at = message_arrived.recv_timeout(secs(30)).unwrap();
+    assert!(
+        at < SIZE / 2,
+        "the message arrived after {at} of {SIZE} bytes of the file"
+    );
+    let report = sender.wait_offer(id);
+    assert!(report.all_saved(), "{report:?}");
+    assert_eq!(file_bytes.load(Ordering::SeqCst), SIZE);
+    drop(bob);
+}
