@@ -510,3 +510,45 @@ fn an_implementation_from_the_spec_follows_our_key_updates_and_we_follow_its() {
     let message = events.iter().find(|e| e["event"] == "message").unwrap();
     assert_eq!(message["text"], text);
 }
+
+/// On a terminal (the REPL of `chat serve`), `-v` shows each key update
+/// above the prompt: the peer's, and ours.
+#[test]
+fn on_a_terminal_verbose_shows_each_key_update() {
+    let bob = TestHome::with_identity("responder");
+    let ada = TestHome::with_identity("initiator");
+    let mut pty = common::pty::Pty::chat(
+        &bob,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "bob",
+            "--accept-new",
+            "-v",
+            "--rekey-limit",
+            "1K",
+        ],
+    );
+    let port = pty.port();
+    let mut command = ada.chat();
+    command
+        .args(["connect", &format!("127.0.0.1:{port}"), "--accept-new"])
+        .args(["--rekey-limit", "4K"])
+        .stdin(Stdio::piped());
+    let mut client = Running::spawn(command);
+    let mut input = client.stdin();
+    for _ in 0..4 {
+        input.write_all(&[b'a'; 5000]).unwrap();
+        input.write_all(b"\n").unwrap();
+    }
+    pty.wait_for("key update received: the peer's key is now at epoch 3");
+    pty.line(&"b".repeat(1500));
+    pty.wait_for("key update sent: our key is now at epoch 1");
+    pty.wait_for("delivered (#1)");
+    drop(input);
+    pty.line("/quit");
+    assert_eq!(pty.exit_code(), 0, "{}", pty.dump());
+    client.finish(secs(20));
+}
