@@ -784,3 +784,28 @@ fn a_verified_peer_displaces_a_stranger_on_a_terminal() {
     bob.line("hello friend");
     assert_eq!(friend.message(), "hello friend");
 }
+
+#[test]
+fn two_peers_with_the_same_name_are_told_apart_on_a_terminal() {
+    let home = common::TestHome::with_identity("responder");
+    let mut bob = bob_on_a_terminal(&home);
+    let port = bob.port();
+    let keys = keys(2);
+    let mut first = Peer::named(port, &keys[0], "ada");
+    wait_prompt(&mut bob, "ada (unverified)> ");
+    let mut second = Peer::named(port, &keys[1], "ada");
+    bob.wait_for("joined; typed lines still go to ada.");
+    // Two of the same name: labels and the prompt carry the number, which
+    // no nickname can (a # in it is shown escaped).
+    wait_prompt(&mut bob, "ada #1 (unverified)> ");
+    second.say("from the second");
+    bob.wait_for("[ada #2 ?] from the second");
+    first.say("from the first");
+    bob.wait_for("[ada #1 ?] from the first");
+    bob.line("/to ada");
+    bob.wait_for("2 open conversations are called ada (#1, #2): use the number instead");
+    bob.line("@#2 for the second");
+    assert_eq!(second.message(), "for the second");
+    bob.line("for the first");
+    assert_eq!(first.message(), "for the first");
+}

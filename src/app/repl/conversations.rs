@@ -156,6 +156,16 @@ impl Conversations {
         }
     }
 
+    /// Whether another open conversation shows the same name as `id`: then
+    /// its label and prompt carry its number too, which no peer's name can
+    /// (a `#` in a name is shown escaped).
+    pub fn shares_name(&self, id: Id) -> bool {
+        let Some(name) = self.get(id).map(Entry::name) else {
+            return false;
+        };
+        self.entries.iter().any(|e| e.id != id && e.name() == name)
+    }
+
     /// Whether no conversation is open.
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -203,5 +213,8 @@ mod tests {
         assert_eq!(conversations.addressee(), Addressee::NoOne);
         let dave = conversations.add(view("dave"), None);
         assert_eq!(conversations.addressee(), Addressee::Conversation(dave));
+        assert!(!conversations.shares_name(dave));
+        let other_dave = conversations.add(view("dave"), None);
+        assert!(conversations.shares_name(dave) && conversations.shares_name(other_dave));
     }
 }

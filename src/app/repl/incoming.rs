@@ -85,8 +85,7 @@ impl Incoming {
 
     /// Prints peer text under the peer's label.
     fn show(&self, text: &str) -> io::Result<()> {
-        let label = screen::label(&self.view());
-        self.shared.peer_text(&label, text)
+        self.shared.peer_text(self.id, &self.view(), text)
     }
 
     fn notice(&self, text: String) {

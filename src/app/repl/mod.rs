@@ -172,11 +172,27 @@ impl Ui {
             Addressee::Unchosen => "(to whom? /to NAME)> ".into(),
             Addressee::Conversation(id) => match self.conversations.get(id) {
                 Some(entry) => {
-                    screen::prompt(&entry.view.lock().unwrap_or_else(|p| p.into_inner()))
+                    // A copy: `numbered` reads every entry's view.
+                    let view = entry.view.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    self.numbered(id, &view, screen::prompt(&view))
                 }
                 None => "(ended)> ".into(),
             },
             Addressee::Ended(name) => format!("{name} (ended)> "),
+        }
+    }
+
+    /// `shown` (a label or prompt that starts with the peer's name), with
+    /// the conversation's number after the name if another open
+    /// conversation shows the same name.
+    fn numbered(&self, id: Id, view: &PeerView, shown: String) -> String {
+        if !self.conversations.shares_name(id) {
+            return shown;
+        }
+        let name = screen::name(view);
+        match shown.strip_prefix(&name) {
+            Some(rest) => format!("{name} #{id}{rest}"),
+            None => shown,
         }
     }
 
@@ -214,10 +230,12 @@ impl Shared {
         self.lock().notice(text.as_ref())
     }
 
-    /// Prints a peer's text under its label.
-    pub fn peer_text(&self, label: &str, text: &str) -> io::Result<()> {
+    /// Prints the text of conversation `id`'s peer (`view`) under its
+    /// label (numbered if another open conversation shows the same name).
+    pub fn peer_text(&self, id: Id, view: &PeerView, text: &str) -> io::Result<()> {
         let mut ui = self.lock();
-        let rows = screen::peer_rows(label, text, ui.screen.width());
+        let label = ui.numbered(id, view, screen::label(view));
+        let rows = screen::peer_rows(&label, text, ui.screen.width());
         ui.screen.print(&rows)
     }
 
