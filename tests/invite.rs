@@ -342,3 +342,35 @@ fn a_one_time_invite_pins_both_sides_once() {
     let pinned = std::fs::read_to_string(server.file("known_peers.toml")).unwrap();
     assert!(!pinned.contains(&fingerprint_of("transient")), "{pinned}");
 }
+
+#[test]
+fn serve_registers_again_when_the_relay_restarts() {
+    let relay = Relay::start(&[]);
+    let address = relay.address.clone();
+    let server = TestHome::with_identity("responder");
+    let (serve, invite) = serve_via(
+        &server,
+        &address,
+        &["--relay-only", "--once"],
+        Stdio::null(),
+    );
+    drop(relay);
+    serve.wait_for_stderr("registering again in", secs(20));
+    // The same port again: the invite still names it.
+    let mut command = Command::new(env!("CARGO_BIN_EXE_chat"));
+    command
+        .args(["relay", "--listen", &address])
+        .env_remove("CHAT_HOME")
+        .stdin(Stdio::null());
+    let _relay = Running::spawn(command);
+    let deadline = std::time::Instant::now() + secs(20);
+    while serve.stderr().matches("registered with relay").count() < 2 {
+        assert!(std::time::Instant::now() < deadline, "{}", serve.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let joiner = TestHome::with_identity("initiator");
+    let sent = joiner.run(&["send", &invite]);
+    sent.ok();
+    assert!(sent.stderr.contains("Delivered to bob"), "{}", sent.stderr);
+    assert_eq!(serve.finish(secs(20)).code, Some(0));
+}
