@@ -499,6 +499,8 @@ pub(super) fn batch_inbox(
                     batch.notice.clone(),
                     None,
                 );
+                // Registered before standard input can see its first message.
+                let mut registry = batch.registry();
                 let conversation =
                     match Conversation::over(connected, args.common.max_message, handler) {
                         Ok(conversation) => conversation,
@@ -515,7 +517,6 @@ pub(super) fn batch_inbox(
                 let slot = Arc::new(slot);
                 names.insert(id, name.clone());
                 let open = {
-                    let mut registry = batch.registry();
                     if registry.input_ended {
                         let _ = sender.done();
                     }
@@ -527,6 +528,7 @@ pub(super) fn batch_inbox(
                     });
                     registry.open.len()
                 };
+                drop(registry);
                 if open > 1 {
                     batch.say(format!(
                         "Conversation #{id} with {name} is open ({open} open; /who lists them, \

@@ -366,7 +366,9 @@ impl Repl {
             return Err(io::Error::other("chat is leaving"));
         }
         let activity = slot.as_ref().map(|slot| slot.activity());
-        let id = {
+        // The intro first; the arrival notice and the prompt once the
+        // conversation can take lines (a line typed after them is sent).
+        let (id, arrival) = {
             let mut ui = self.shared.lock();
             for line in &intro {
                 ui.notice(line)?;
@@ -379,22 +381,23 @@ impl Repl {
                 .get(id)
                 .map(Entry::name)
                 .unwrap_or_default();
-            if others.is_empty() {
-                ui.notice("Type /help for commands.")?;
+            let open = others.len() + 1;
+            let arrival = if others.is_empty() {
+                "Type /help for commands.".to_string()
             } else if let Some(target) = had_target.and_then(|t| ui.conversations.get(t)) {
                 let target = target.name();
-                ui.notice(&format!(
-                    "{name} (#{id}) joined; typed lines still go to {target}. Type /to {name}                      (or /to #{id}) to talk to {name}, or @{name} text for one line; /who lists                      the {} open conversations.",
-                    others.len() + 1
-                ))?;
+                format!(
+                    "{name} (#{id}) joined; typed lines still go to {target}. Type /to {name} \
+                     (or /to #{id}) to talk to {name}, or @{name} text for one line; /who lists \
+                     the {open} open conversations."
+                )
             } else {
-                ui.notice(&format!(
-                    "{name} (#{id}) joined; typed lines now go to {name}, as no one was chosen                      (/to NAME chooses; /who lists the {} open conversations).",
-                    others.len() + 1
-                ))?;
-            }
-            ui.refresh_prompt()?;
-            id
+                format!(
+                    "{name} (#{id}) joined; typed lines now go to {name}, as no one was chosen \
+                     (/to NAME chooses; /who lists the {open} open conversations)."
+                )
+            };
+            (id, arrival)
         };
         let handler = Incoming::new(id, Arc::clone(&view), Arc::clone(&self.shared));
         let (handler, downloads) = self.with_files(handler, &view);
@@ -415,7 +418,10 @@ impl Repl {
             Ok(conversation) => {
                 let mut ui = self.shared.lock();
                 ui.downloads.insert(id, downloads);
-                ui.conversations.started(id, conversation.sender());
+                if ui.conversations.started(id, conversation.sender()) {
+                    ui.notice(&arrival)?;
+                }
+                ui.refresh_prompt()?;
                 Ok(conversation)
             }
             Err(e) => {
