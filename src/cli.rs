@@ -73,7 +73,7 @@ pub enum ColorChoice {
 }
 
 /// Options shared by `serve`, `connect` and `send`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Nickname announced to the peer [default: `name` in config.toml, else your user name]
     #[arg(long, value_name = "NICK")]

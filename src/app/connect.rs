@@ -22,30 +22,32 @@ use crate::trust::KnownPeers;
 /// `chat connect`.
 pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error> {
     let interactive = interactive(&args.common);
-    let target = super::invite::resolve(&context.home, args.address.as_ref(), true)?;
-    let (me, created) = context.me(&args.common)?;
+    let (target, common) =
+        super::resolve::settle(context, args.address.as_ref(), true, &args.common)?;
+    let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");
     }
     let (connected, view) = match &target {
-        Target::Address(address) => dial(context, &me, address, &args.common, interactive)?,
+        Target::Address(address) => dial(context, &me, address, &common, interactive)?,
+        Target::Name(_) => unreachable!("settled into an address"),
         Target::Invite(invite) => {
-            super::invite::join(context, &me, invite, &args.common, args.no_relay)?
+            super::invite::join(context, &me, invite, &common, args.no_relay)?
         }
     };
     let view = Arc::new(Mutex::new(view));
     if interactive {
         let settings = repl::Settings {
-            max_message: args.common.max_message,
+            max_message: common.max_message,
             screen_limit: args.screen_limit,
-            rekey_limit: args.common.rekey_limit,
-            verbose: args.common.verbose,
-            save_dir: args.common.save_dir.clone(),
-            accept_files: args.common.accept_files,
+            rekey_limit: common.rekey_limit,
+            verbose: common.verbose,
+            save_dir: common.save_dir.clone(),
+            accept_files: common.accept_files,
         };
         converse(context, &me, connected, view, settings)
     } else {
-        batch(context, &me, connected, view, &args.common, None)
+        batch(context, &me, connected, view, &common, None)
     }
 }
 

@@ -13,6 +13,7 @@ pub mod progress;
 mod receive;
 mod relay;
 mod repl;
+mod resolve;
 mod routing;
 mod send;
 mod serve;
