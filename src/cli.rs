@@ -122,9 +122,10 @@ pub enum AcceptFiles {
 /// `chat serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on (port 0 picks a free one)
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7777")]
-    pub listen: std::net::SocketAddr,
+    /// Where to listen: PORT or :PORT (every address, IPv6 and IPv4), HOST:PORT or [V6]:PORT;
+    /// port 0 picks a free one
+    #[arg(short, long, value_name = "[HOST]:PORT", default_value = "7777")]
+    pub listen: crate::net::listen::Listen,
     /// Exit after the first conversation (peers refused by the trust policy don't count);
     /// holds one conversation at a time
     #[arg(long, conflicts_with = "max_conversations")]

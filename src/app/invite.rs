@@ -161,13 +161,12 @@ pub fn endpoints(home: &Home, args: &ServeArgs, me: Fingerprint) -> Result<Endpo
     let listener = if args.relay.is_some() && args.relay_only {
         None
     } else {
-        let listener = TcpListener::bind(args.listen)
+        let bound = crate::net::listen::bind(&args.listen)
             .map_err(Error::io(format!("cannot listen on {}", args.listen)))?;
-        let local = listener
-            .local_addr()
-            .map_err(Error::io("reading the listening address"))?;
-        eprintln!("listening on {local}");
-        Some((listener, local))
+        for line in bound.describe() {
+            eprintln!("{line}");
+        }
+        Some((bound.listener, bound.local))
     };
     let Some(relay) = &args.relay else {
         return Ok(Endpoints {

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod conversation;
 pub mod dial;
 pub mod invite;
+pub mod listen;
 pub mod log;
 pub mod relay;
 pub mod relay_client;
