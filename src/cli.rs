@@ -97,8 +97,8 @@ pub struct CommonArgs {
     /// whichever comes first; only lowers the protocol's 1G and 1h (like ssh's RekeyLimit)
     #[arg(long, value_name = "SIZE[,TIME]", default_value = "1G,1h", value_parser = parse_rekey_limit)]
     pub rekey_limit: RekeyLimit,
-    /// Log more on standard error: each key update; for serve, also every connection
-    /// admitted, dropped or refused, and why (rate-limited)
+    /// Log more on standard error: each key update; for connect and send, each step of the
+    /// handshake; for serve, every connection admitted, dropped or refused, and why (rate-limited)
     #[arg(short, long)]
     pub verbose: bool,
     /// Without a terminal, accept offered files: from verified peers, or with =any from any peer

@@ -6,6 +6,7 @@ mod common;
 
 use std::net::TcpListener;
 use std::process::Stdio;
+use std::time::Instant;
 
 use common::{Running, TestHome, secs};
 
@@ -71,9 +72,14 @@ fn the_default_takes_ipv6_and_ipv4_and_lists_loopback_last() {
     let port = server.port();
     send(&ada, &format!("127.0.0.1:{port}"), "over IPv4\n");
     send(&ada, &format!("[::1]:{port}"), "over IPv6\n");
-    // A receipt comes once the message is written out.
-    let stdout = String::from_utf8(server.stdout()).unwrap();
-    assert_eq!(stdout, "over IPv4\nover IPv6\n");
+    // A receipt comes once the message is written out; the pipe to us may
+    // lag a little behind.
+    let expected = "over IPv4\nover IPv6\n";
+    let deadline = Instant::now() + secs(10);
+    while server.stdout() != expected.as_bytes() && Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(String::from_utf8(server.stdout()).unwrap(), expected);
     let stderr = server.stderr();
     let lines: Vec<&str> = stderr.lines().collect();
     assert_eq!(lines[0], format!("listening on [::]:{port}"), "{stderr}");

@@ -103,19 +103,28 @@ pub(super) fn dial(
     let known_peers = context.home.known_peers_path();
     let mut store = KnownPeers::load(&known_peers)?;
     let mut policy = Policy::from_args(common, interactive);
+    let mut trace = |line: String| {
+        if common.verbose {
+            eprintln!("handshake: {line}");
+        }
+    };
     loop {
         let stream = net::dial(address)?;
+        if let Ok(peer) = stream.peer_addr() {
+            trace(format!("TCP connection to {peer} open"));
+        }
         let started = Instant::now();
         let mut judged = None;
         // The key the user accepted at the prompt, and whether it was too
         // late to go on with this connection.
         let mut approved = None;
         let mut too_late = false;
-        let outcome = net::initiate(
+        let outcome = net::initiate_traced(
             stream,
             &mut rand::rng(),
             &me.identity,
             &me.nickname,
+            &mut trace,
             |peer| {
                 let mut verdict = trust_policy::judge_with(&store, &policy, peer, Some(address));
                 if let (Policy::Ask, Ok(view)) = (&policy, &verdict)
@@ -137,6 +146,7 @@ pub(super) fn dial(
                 judged = Some(verdict);
                 decision
             },
+            |_, _| Ok(()),
         );
         let lost = match &outcome {
             Ok(None) => too_late,
@@ -195,6 +205,10 @@ fn refine_refusal(error: NetError, address: &Address) -> Error {
             Error::Busy(format!("{address} refused the connection: {reason}"))
         }
         error @ (NetError::Resolve { .. } | NetError::Connect { .. }) => Error::Net(error),
+        NetError::NotAChatPeer { detail, .. } => Error::Net(NetError::NotAChatPeer {
+            address: address.to_string(),
+            detail,
+        }),
         error => Error::Peer {
             address: address.to_string(),
             error,
