@@ -350,6 +350,10 @@ pub struct InitArgs {
     /// Replace an existing identity (the old key is kept as identity.pem.old)
     #[arg(long)]
     pub force: bool,
+    /// Nickname announced to peers, saved in config.toml [default: your account name; asked on a
+    /// terminal]
+    #[arg(long, value_name = "NICK")]
+    pub name: Option<String>,
 }
 
 /// `chat fingerprint`.

@@ -6,6 +6,7 @@ mod files;
 mod inbox;
 pub mod invite;
 mod keys;
+mod nickname;
 pub mod output;
 mod peer;
 mod peers;
