@@ -73,7 +73,7 @@ pub enum ColorChoice {
 }
 
 /// Options shared by `serve`, `connect` and `send`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
     /// Nickname announced to the peer [default: `name` in config.toml, else your user name]
     #[arg(long, value_name = "NICK")]
@@ -97,8 +97,8 @@ pub struct CommonArgs {
     /// whichever comes first; only lowers the protocol's 1G and 1h (like ssh's RekeyLimit)
     #[arg(long, value_name = "SIZE[,TIME]", default_value = "1G,1h", value_parser = parse_rekey_limit)]
     pub rekey_limit: RekeyLimit,
-    /// Log more on standard error: each key update; for serve, also every connection
-    /// admitted, dropped or refused, and why (rate-limited)
+    /// Log more on standard error: each key update; for connect and send, each step of the
+    /// handshake; for serve, every connection admitted, dropped or refused, and why (rate-limited)
     #[arg(short, long)]
     pub verbose: bool,
     /// Without a terminal, accept offered files: from verified peers, or with =any from any peer
@@ -122,9 +122,10 @@ pub enum AcceptFiles {
 /// `chat serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address and port to listen on (port 0 picks a free one)
-    #[arg(long, value_name = "ADDR", default_value = "0.0.0.0:7777")]
-    pub listen: std::net::SocketAddr,
+    /// Where to listen: PORT or :PORT (every address, IPv6 and IPv4), HOST:PORT or [V6]:PORT;
+    /// port 0 picks a free one
+    #[arg(short, long, value_name = "[HOST]:PORT", default_value = "7777")]
+    pub listen: crate::net::listen::Listen,
     /// Exit after the first conversation (peers refused by the trust policy don't count);
     /// holds one conversation at a time
     #[arg(long, conflicts_with = "max_conversations")]
@@ -349,6 +350,10 @@ pub struct InitArgs {
     /// Replace an existing identity (the old key is kept as identity.pem.old)
     #[arg(long)]
     pub force: bool,
+    /// Nickname announced to peers, saved in config.toml [default: your account name; asked on a
+    /// terminal]
+    #[arg(long, value_name = "NICK")]
+    pub name: Option<String>,
 }
 
 /// `chat fingerprint`.

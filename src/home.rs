@@ -1,6 +1,8 @@
 //! The state folder: where the identity, the known peers and the optional
 //! configuration live. See `docs/FILES.md`.
 
+pub mod hosts;
+
 use std::ffi::OsStr;
 use std::fs::DirBuilder;
 use std::io;
@@ -65,6 +67,9 @@ pub enum HomeError {
 pub struct Config {
     /// Nickname announced to peers when `--name` is not given.
     pub name: Option<String>,
+    /// `[hosts.NAME]` tables: names to dial, like ssh_config's `Host`.
+    #[serde(default)]
+    pub hosts: hosts::Hosts,
 }
 
 /// The state folder.

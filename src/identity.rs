@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use rand::CryptoRng;
 use zeroize::Zeroizing;
 
-use crate::crypto::{KeyError, PrivateKey};
+use crate::crypto::{KeyError, PrivateKey, PublicKey};
 use crate::files::{self, ReadOutcome, UnsafePath};
 use crate::home::suggested_command_for_file;
 
@@ -82,6 +82,24 @@ pub enum IdentityError {
     /// A passphrase was given but is unusable.
     #[error("{0}")]
     Passphrase(String),
+    /// `identity.pub` is not the public half of `identity.pem`.
+    #[error(
+        "{} does not match {}: it holds {public}, the key's fingerprint is {key}; if the key is \
+         the one you meant, delete {} and chat writes it again",
+        public_path.display(),
+        path.display(),
+        public_path.display()
+    )]
+    PublicMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// identity.pub.
+        public_path: PathBuf,
+        /// The fingerprint identity.pub holds (or "no valid key").
+        public: String,
+        /// The key's fingerprint.
+        key: String,
+    },
     /// Reading or writing failed.
     #[error("{}: {source}", path.display())]
     Io {
@@ -137,7 +155,97 @@ pub fn load(
     };
     let text = std::str::from_utf8(&bytes)
         .map_err(|_| invalid(KeyError::Malformed("not a PEM text file".into())))?;
-    PrivateKey::from_pkcs8_pem(text, passphrase)?.map_err(invalid)
+    let key = PrivateKey::from_pkcs8_pem(text, passphrase)?.map_err(invalid)?;
+    check_public(path, &key)?;
+    Ok(key)
+}
+
+/// `identity.pub` beside the key at `path`.
+pub fn public_path(path: &Path) -> PathBuf {
+    path.with_file_name(PUBLIC_FILE)
+}
+
+/// The public key file's name.
+pub const PUBLIC_FILE: &str = "identity.pub";
+
+/// Largest `identity.pub` read.
+const PUBLIC_FILE_LIMIT: u64 = 16 * 1024;
+
+/// Checks `identity.pub` against the key just loaded: a mismatch is an
+/// error. A missing one is written (best effort: a read-only state folder
+/// still works), for homes made before `chat init` wrote it.
+fn check_public(path: &Path, key: &PrivateKey) -> Result<(), IdentityError> {
+    let public_path = public_path(path);
+    let found = match read_public(&public_path) {
+        Ok(Some(found)) => found,
+        Ok(None) => {
+            let _ = files::create_atomically(&public_path, key.public().to_pem().as_bytes());
+            return Ok(());
+        }
+        Err(IdentityError::Invalid { .. }) => Err(String::from("no valid key")),
+        Err(e) => return Err(e),
+    }
+    .map(|public| public.fingerprint().to_string());
+    let matches = matches!(&found, Ok(f) if *f == key.public().fingerprint().to_string());
+    if matches {
+        return Ok(());
+    }
+    Err(IdentityError::PublicMismatch {
+        path: path.to_path_buf(),
+        public_path,
+        public: found.unwrap_or_else(|e| e),
+        key: key.public().fingerprint().to_string(),
+    })
+}
+
+/// Reads `identity.pub` at `public_path`; `None` if there is none.
+fn read_public(public_path: &Path) -> Result<Option<Result<PublicKey, String>>, IdentityError> {
+    let bytes =
+        match files::read_bounded(public_path, PUBLIC_FILE_LIMIT).map_err(io_error(public_path))? {
+            ReadOutcome::Missing => return Ok(None),
+            ReadOutcome::TooLarge => {
+                return Err(IdentityError::Invalid {
+                    path: public_path.to_path_buf(),
+                    source: KeyError::Malformed("file larger than 16 KiB".into()),
+                });
+            }
+            ReadOutcome::Contents(bytes) => bytes,
+        };
+    let text = String::from_utf8(bytes).map_err(|_| IdentityError::Invalid {
+        path: public_path.to_path_buf(),
+        source: KeyError::Malformed("not a PEM text file".into()),
+    })?;
+    Ok(Some(PublicKey::from_pem(&text).map_err(|e| e.to_string())))
+}
+
+/// The public half of the identity at `path`, for `chat fingerprint`:
+/// from the key itself when it is not encrypted (and then checked against
+/// `identity.pub`), else from `identity.pub` without asking for the
+/// passphrase; `passphrase` is called only for an encrypted key with no
+/// `identity.pub` beside it.
+pub fn load_public(
+    path: &Path,
+    passphrase: impl FnOnce() -> Result<Zeroizing<String>, IdentityError>,
+) -> Result<PublicKey, IdentityError> {
+    let unavailable = || {
+        Err(IdentityError::PassphraseUnavailable {
+            path: path.to_path_buf(),
+        })
+    };
+    match load(path, unavailable) {
+        Ok(key) => Ok(key.public().clone()),
+        Err(IdentityError::PassphraseUnavailable { .. }) => {
+            match read_public(&public_path(path))? {
+                Some(Ok(public)) => Ok(public),
+                Some(Err(problem)) => Err(IdentityError::Invalid {
+                    path: public_path(path),
+                    source: KeyError::Malformed(problem),
+                }),
+                None => load(path, passphrase).map(|key| key.public().clone()),
+            }
+        }
+        Err(e) => Err(e),
+    }
 }
 
 /// Writes a new identity to `path`, encrypted when `passphrase` is given.
@@ -162,9 +270,13 @@ pub fn save(
         Some(passphrase) => key.to_pkcs8_encrypted_pem(rng, passphrase),
         None => key.to_pkcs8_pem(),
     };
+    let write_public = || {
+        files::write_atomically(&public_path(path), key.public().to_pem().as_bytes())
+            .map_err(io_error(&public_path(path)))
+    };
     if !force {
         return match files::create_atomically(path, pem.as_bytes()) {
-            Ok(()) => Ok(None),
+            Ok(()) => write_public().map(|()| None),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 Err(IdentityError::CreatedMeanwhile {
                     path: path.to_path_buf(),
@@ -181,6 +293,7 @@ pub fn save(
         None
     };
     files::write_atomically(path, pem.as_bytes()).map_err(io_error(path))?;
+    write_public()?;
     Ok(backup)
 }
 

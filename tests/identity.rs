@@ -44,11 +44,13 @@ fn init_creates_a_private_home_and_key() {
     let key = rsa::PrivateKey::from_pkcs8_pem(&pem).unwrap();
     assert_eq!(key.n().bit_width(), 2048);
     // No temporary files are left in the folder.
-    let names: Vec<_> = fs::read_dir(&home)
+    let mut names: Vec<_> = fs::read_dir(&home)
         .unwrap()
         .map(|e| e.unwrap().file_name())
         .collect();
-    assert_eq!(names, ["identity.pem"]);
+    names.sort();
+    assert_eq!(names, ["identity.pem", "identity.pub"]);
+    assert_eq!(mode(&home.join("identity.pub")), 0o600);
 }
 
 #[test]
@@ -112,7 +114,10 @@ fn passphrase_protected_identity() {
         home.run(&["fingerprint", "--passphrase-file", pass]).ok(),
         created
     );
-    // No terminal and no passphrase file: say how to give it.
+    // No terminal and no passphrase file: identity.pub answers.
+    assert_eq!(home.run(&["fingerprint"]).ok(), created);
+    // Without it, say how to give the passphrase.
+    fs::remove_file(home.file("identity.pub")).unwrap();
     home.run(&["fingerprint"])
         .fails(1, &["protected by a passphrase", "--passphrase-file"]);
     let wrong = home.file("wrong.txt");

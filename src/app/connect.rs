@@ -22,30 +22,32 @@ use crate::trust::KnownPeers;
 /// `chat connect`.
 pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error> {
     let interactive = interactive(&args.common);
-    let target = super::invite::resolve(&context.home, args.address.as_ref(), true)?;
-    let (me, created) = context.me(&args.common)?;
+    let (target, common) =
+        super::resolve::settle(context, args.address.as_ref(), true, &args.common)?;
+    let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");
     }
     let (connected, view) = match &target {
-        Target::Address(address) => dial(context, &me, address, &args.common, interactive)?,
+        Target::Address(address) => dial(context, &me, address, &common, interactive)?,
+        Target::Name(_) => unreachable!("settled into an address"),
         Target::Invite(invite) => {
-            super::invite::join(context, &me, invite, &args.common, args.no_relay)?
+            super::invite::join(context, &me, invite, &common, args.no_relay)?
         }
     };
     let view = Arc::new(Mutex::new(view));
     if interactive {
         let settings = repl::Settings {
-            max_message: args.common.max_message,
+            max_message: common.max_message,
             screen_limit: args.screen_limit,
-            rekey_limit: args.common.rekey_limit,
-            verbose: args.common.verbose,
-            save_dir: args.common.save_dir.clone(),
-            accept_files: args.common.accept_files,
+            rekey_limit: common.rekey_limit,
+            verbose: common.verbose,
+            save_dir: common.save_dir.clone(),
+            accept_files: common.accept_files,
         };
         converse(context, &me, connected, view, settings)
     } else {
-        batch(context, &me, connected, view, &args.common, None)
+        batch(context, &me, connected, view, &common, None)
     }
 }
 
@@ -101,19 +103,28 @@ pub(super) fn dial(
     let known_peers = context.home.known_peers_path();
     let mut store = KnownPeers::load(&known_peers)?;
     let mut policy = Policy::from_args(common, interactive);
+    let mut trace = |line: String| {
+        if common.verbose {
+            eprintln!("handshake: {line}");
+        }
+    };
     loop {
         let stream = net::dial(address)?;
+        if let Ok(peer) = stream.peer_addr() {
+            trace(format!("TCP connection to {peer} open"));
+        }
         let started = Instant::now();
         let mut judged = None;
         // The key the user accepted at the prompt, and whether it was too
         // late to go on with this connection.
         let mut approved = None;
         let mut too_late = false;
-        let outcome = net::initiate(
+        let outcome = net::initiate_traced(
             stream,
             &mut rand::rng(),
             &me.identity,
             &me.nickname,
+            &mut trace,
             |peer| {
                 let mut verdict = trust_policy::judge_with(&store, &policy, peer, Some(address));
                 if let (Policy::Ask, Ok(view)) = (&policy, &verdict)
@@ -135,6 +146,7 @@ pub(super) fn dial(
                 judged = Some(verdict);
                 decision
             },
+            |_, _| Ok(()),
         );
         let lost = match &outcome {
             Ok(None) => too_late,
@@ -193,6 +205,10 @@ fn refine_refusal(error: NetError, address: &Address) -> Error {
             Error::Busy(format!("{address} refused the connection: {reason}"))
         }
         error @ (NetError::Resolve { .. } | NetError::Connect { .. }) => Error::Net(error),
+        NetError::NotAChatPeer { detail, .. } => Error::Net(NetError::NotAChatPeer {
+            address: address.to_string(),
+            detail,
+        }),
         error => Error::Peer {
             address: address.to_string(),
             error,

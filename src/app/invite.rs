@@ -161,13 +161,12 @@ pub fn endpoints(home: &Home, args: &ServeArgs, me: Fingerprint) -> Result<Endpo
     let listener = if args.relay.is_some() && args.relay_only {
         None
     } else {
-        let listener = TcpListener::bind(args.listen)
+        let bound = crate::net::listen::bind(&args.listen)
             .map_err(Error::io(format!("cannot listen on {}", args.listen)))?;
-        let local = listener
-            .local_addr()
-            .map_err(Error::io("reading the listening address"))?;
-        eprintln!("listening on {local}");
-        Some((listener, local))
+        for line in bound.describe() {
+            eprintln!("{line}");
+        }
+        Some((bound.listener, bound.local))
     };
     let Some(relay) = &args.relay else {
         return Ok(Endpoints {
@@ -252,6 +251,9 @@ pub enum Target {
     Address(Address),
     /// An invite, given or kept for a contact.
     Invite(Box<Invite>),
+    /// A bare word that may name a contact or a `[hosts.NAME]` table
+    /// (`app/resolve.rs` settles it into an address).
+    Name(String),
 }
 
 /// Parses the command line's peer: an invite, or an address (a name is an
@@ -263,9 +265,11 @@ pub fn parse_target(text: &str) -> Result<Target, String> {
             .map(|invite| Target::Invite(Box::new(invite)))
             .map_err(|e| e.to_string());
     }
-    Address::parse_with_default_port(text, crate::address::DEFAULT_PORT)
-        .map(Target::Address)
-        .map_err(|e| e.to_string())
+    let address = Address::parse_with_default_port(text, crate::address::DEFAULT_PORT);
+    if super::resolve::may_be_name(text) {
+        return Ok(Target::Name(text.to_string()));
+    }
+    address.map(Target::Address).map_err(|e| e.to_string())
 }
 
 /// The target in force: the one given; else an invite from `CHAT_INVITE`;
@@ -277,8 +281,8 @@ pub fn resolve(home: &Home, given: Option<&Target>, stdin_allowed: bool) -> Resu
         Some(target) => target.clone(),
         None => from_environment(stdin_allowed)?,
     };
-    if let Target::Address(address) = &target
-        && let Some(invite) = contact_invite(home, address.host())?
+    if let Target::Name(name) = &target
+        && let Some(invite) = contact_invite(home, name)?
     {
         return Ok(Target::Invite(Box::new(invite)));
     }

@@ -28,6 +28,7 @@ pub(super) fn init(context: &Context, args: &InitArgs) -> Result<(), Error> {
             .into());
         }
     }
+    let (nickname, changed) = super::nickname::choose_at_init(context, args.name.as_deref())?;
     let passphrase = new_passphrase(context)?;
     context.home.create()?;
     eprintln!("Generating a {}-bit RSA identity key...", args.bits);
@@ -59,7 +60,22 @@ pub(super) fn init(context: &Context, args: &InitArgs) -> Result<(), Error> {
         },
         elapsed.as_secs_f64()
     );
-    print_stdout(&format!("{}\n", key.public().fingerprint()))
+    print_stdout(&format!("{}\n", key.public().fingerprint()))?;
+    if changed {
+        super::nickname::save(&context.home, &nickname)?;
+    }
+    eprintln!(
+        "Your nickname, announced to peers, is {:?}{}; change it with name = \"...\" in {}, \
+         or --name NICK on a command.",
+        crate::sanitize::one_line(&nickname),
+        if changed {
+            " (saved in config.toml)"
+        } else {
+            ""
+        },
+        context.home.config_path().display(),
+    );
+    Ok(())
 }
 
 /// The passphrase for a new key: from `--passphrase-file`, or asked twice on a
@@ -92,10 +108,17 @@ fn new_passphrase(context: &Context) -> Result<Option<Zeroizing<String>>, Error>
 
 /// `chat fingerprint`: print the identity's fingerprint or public key.
 pub(super) fn fingerprint(context: &Context, args: &FingerprintArgs) -> Result<(), Error> {
-    let key = identity::load(&context.home.identity_path(), || {
-        context.identity_passphrase()
-    })?;
-    let public = key.public();
+    // identity.pub answers without the passphrase (it is checked against
+    // the key whenever the key is loaded).
+    let path = context.home.identity_path();
+    let public = if context.cli.passphrase_file.is_some() {
+        // A passphrase given is used: the key is loaded and checked.
+        identity::load(&path, || context.identity_passphrase())?
+            .public()
+            .clone()
+    } else {
+        identity::load_public(&path, || context.identity_passphrase())?
+    };
     if args.pem {
         print_stdout(&public.to_pem())
     } else {

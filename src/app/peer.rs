@@ -33,7 +33,7 @@ impl Context<'_> {
             Some(name) => name.clone(),
             None => match self.home.config()?.name {
                 Some(name) => name,
-                None => default_nickname(),
+                None => super::nickname::default_nickname(),
             },
         };
         if !is_valid_nickname(&nickname) {
@@ -68,15 +68,6 @@ impl Context<'_> {
             notice,
         ))
     }
-}
-
-/// The user name, as a nickname: `$USER`, else `$LOGNAME`, else "anonymous".
-fn default_nickname() -> String {
-    ["USER", "LOGNAME"]
-        .iter()
-        .filter_map(|var| std::env::var(var).ok())
-        .find(|name| is_valid_nickname(name))
-        .unwrap_or_else(|| "anonymous".into())
 }
 
 /// Whether a person is at the keyboard: the REPL needs a terminal both ways.

@@ -33,33 +33,35 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
-    let target = super::invite::resolve(&context.home, args.address.as_ref(), false)?;
-    let (me, created) = context.me(&args.common)?;
+    let (target, common) =
+        super::resolve::settle(context, args.address.as_ref(), false, &args.common)?;
+    let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");
     }
     let (mut connected, view) = match &target {
-        Target::Address(address) => dial(context, &me, address, &args.common, false)?,
+        Target::Address(address) => dial(context, &me, address, &common, false)?,
+        Target::Name(_) => unreachable!("settled into an address"),
         Target::Invite(invite) => {
-            super::invite::join(context, &me, invite, &args.common, args.no_relay)?
+            super::invite::join(context, &me, invite, &common, args.no_relay)?
         }
     };
     connected
         .established
         .session
         .send()
-        .set_rekey_limit(args.common.rekey_limit);
-    if let (false, Some(note)) = (args.common.json, &view.note) {
+        .set_rekey_limit(common.rekey_limit);
+    if let (false, Some(note)) = (common.json, &view.note) {
         eprintln!("{note}");
     }
     let view = Arc::new(Mutex::new(view));
     let notice = output::stderr_notice();
-    if args.common.json {
+    if common.json {
         announce(&view, &me, true, &notice, None, true);
     }
-    let handler = OutputHandler::new(Arc::clone(&view), args.common.json, notice)
-        .verbose(args.common.verbose);
-    let conversation = Conversation::over(connected, args.common.max_message, handler)
+    let handler =
+        OutputHandler::new(Arc::clone(&view), common.json, notice).verbose(common.verbose);
+    let conversation = Conversation::over(connected, common.max_message, handler)
         .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();
     let mut progress = super::progress::Progress::new(length);
@@ -67,7 +69,7 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
     progress.finish();
     match sent {
         Ok(id) => {
-            if args.common.json {
+            if common.json {
                 json_event(json!({"event": "sent", "id": id}));
             }
             // Nothing more comes from us (docs/PROTOCOL.md, 8.4). A failure

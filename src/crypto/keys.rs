@@ -103,6 +103,18 @@ impl PublicKey {
         &self.key
     }
 
+    /// Decodes a `PUBLIC KEY` PEM document, as [`to_pem`](Self::to_pem)
+    /// writes it; the DER must be canonical ([`from_spki_der`](Self::from_spki_der)).
+    pub fn from_pem(text: &str) -> Result<Self, KeyError> {
+        match pem::decode_vec(text.as_bytes()) {
+            Ok(("PUBLIC KEY", der)) => Self::from_spki_der(&der),
+            Ok((label, _)) => Err(KeyError::Malformed(format!(
+                "a PEM {label:?}, not a PUBLIC KEY"
+            ))),
+            Err(e) => Err(KeyError::Malformed(format!("not a PEM document: {e}"))),
+        }
+    }
+
     /// The key as a `PUBLIC KEY` PEM document (SubjectPublicKeyInfo).
     pub fn to_pem(&self) -> String {
         pem::encode_string("PUBLIC KEY", LineEnding::LF, &self.spki_der)

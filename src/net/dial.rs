@@ -18,7 +18,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use super::relay_client::{self, RelayError};
-use super::{CONNECT_TIMEOUT, NetError, dial};
+use super::{NetError, connect_timeout, dial};
 use crate::address::Address;
 use crate::wire::relay::RoomId;
 
@@ -110,7 +110,7 @@ fn direct(address: &Address, cancel: &AtomicBool) -> Result<TcpStream, NetError>
         if cancel.load(Ordering::SeqCst) {
             break;
         }
-        match TcpStream::connect_timeout(&socket_address, CONNECT_TIMEOUT) {
+        match TcpStream::connect_timeout(&socket_address, connect_timeout()) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 return Ok(stream);
@@ -121,7 +121,7 @@ fn direct(address: &Address, cancel: &AtomicBool) -> Result<TcpStream, NetError>
     Err(NetError::Connect {
         address: address.to_string(),
         source: last.unwrap_or_else(|| std::io::Error::other("cancelled")),
-        hint: "",
+        hint: String::new(),
     })
 }
 

@@ -5,6 +5,7 @@ pub mod admission;
 pub mod conversation;
 pub mod dial;
 pub mod invite;
+pub mod listen;
 pub mod log;
 pub mod relay;
 pub mod relay_client;
@@ -58,8 +59,22 @@ pub fn peer_timeout() -> Duration {
     static VALUE: OnceLock<Duration> = OnceLock::new();
     *VALUE.get_or_init(|| timeout_from_env("CHAT_PEER_TIMEOUT", PEER_TIMEOUT))
 }
-/// How long to wait for a TCP connection to be accepted.
+/// How long to wait for a TCP connection to be accepted, unless
+/// `CHAT_CONNECT_TIMEOUT` (seconds) says otherwise.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The connect deadline in force.
+pub fn connect_timeout() -> Duration {
+    static VALUE: OnceLock<Duration> = OnceLock::new();
+    *VALUE.get_or_init(|| timeout_from_env("CHAT_CONNECT_TIMEOUT", CONNECT_TIMEOUT))
+}
+
+/// How long a responder may take to send its first answer (the
+/// ServerHello): a chat peer answers at once, so a server that says
+/// nothing for this long is not one (within the handshake deadline, if
+/// that is shorter). Two and a half seconds, so that `chat` says so within
+/// three of being started.
+pub const FIRST_ANSWER_TIMEOUT: Duration = Duration::from_millis(2500);
 
 /// Failures of the connection itself, split by cause.
 #[derive(Debug, thiserror::Error)]
@@ -80,11 +95,20 @@ pub enum NetError {
         /// Why.
         source: io::Error,
         /// A hint for the common case.
-        hint: &'static str,
+        hint: String,
     },
     /// The peer did not answer in time.
     #[error("timed out {0}")]
     Timeout(&'static str),
+    /// What answered is not a chat peer: it said nothing at first, or its
+    /// first bytes were not a chat handshake.
+    #[error("{address} did not answer like a chat peer: {detail}")]
+    NotAChatPeer {
+        /// Where we dialled.
+        address: String,
+        /// What it did instead.
+        detail: String,
+    },
     /// The connection ended where the protocol does not allow it.
     #[error("the connection was cut {0}")]
     Cut(&'static str),
@@ -119,8 +143,9 @@ pub fn dial(address: &Address) -> Result<TcpStream, NetError> {
         })?
         .collect();
     let mut last_error = None;
+    let timeout = connect_timeout();
     for socket_address in &addresses {
-        match TcpStream::connect_timeout(socket_address, CONNECT_TIMEOUT) {
+        match TcpStream::connect_timeout(socket_address, timeout) {
             Ok(stream) => {
                 stream.set_nodelay(true)?;
                 return Ok(stream);
@@ -130,11 +155,12 @@ pub fn dial(address: &Address) -> Result<TcpStream, NetError> {
     }
     let source = last_error.unwrap_or_else(|| io::Error::other("no addresses"));
     let hint = match source.kind() {
-        io::ErrorKind::ConnectionRefused => " (is `chat serve` running there?)",
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => {
-            " (no answer; check the address and any firewall)"
-        }
-        _ => "",
+        io::ErrorKind::ConnectionRefused => " (is `chat serve` running there?)".into(),
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => format!(
+            " (no answer within {}; check the address, and any firewall on the way)",
+            humantime::format_duration(timeout)
+        ),
+        _ => String::new(),
     };
     Err(NetError::Connect {
         address: address.to_string(),
@@ -151,6 +177,17 @@ pub fn read_frame<'d>(
     deadline: Instant,
     during: &'static str,
 ) -> Result<&'d mut [u8], NetError> {
+    fill_frame(stream, decoder, deadline, during)?;
+    Ok(decoder.next_frame()?.expect("a frame is ready"))
+}
+
+/// Reads until `decoder` holds one whole frame, before `deadline`.
+fn fill_frame(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+    deadline: Instant,
+    during: &'static str,
+) -> Result<(), NetError> {
     while !decoder.has_frame()? {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
@@ -164,7 +201,7 @@ pub fn read_frame<'d>(
             Err(e) => return Err(NetError::from_read(e, during)),
         }
     }
-    Ok(decoder.next_frame()?.expect("a frame is ready"))
+    Ok(())
 }
 
 /// What the initiator decides once the responder has proven its key.
@@ -251,10 +288,25 @@ pub fn initiate(
 /// (an INVITE_PROOF) to the flight that carries our identity, so that they
 /// travel in the same write.
 pub fn initiate_with(
+    stream: TcpStream,
+    rng: &mut impl CryptoRng,
+    identity: &PrivateKey,
+    nickname: &str,
+    decide: impl FnOnce(&PeerIdentity) -> Decision,
+    first: impl FnOnce(&mut Established, &mut Vec<u8>) -> Result<(), ProtocolError>,
+) -> Result<Option<Connected>, NetError> {
+    initiate_traced(stream, rng, identity, nickname, &mut |_| {}, decide, first)
+}
+
+/// As [`initiate_with`], telling `trace` each step in words a learner can
+/// follow (`-v`): what was sent, what was received and what was checked.
+/// Never key material: public keys appear as their fingerprints.
+pub fn initiate_traced(
     mut stream: TcpStream,
     rng: &mut impl CryptoRng,
     identity: &PrivateKey,
     nickname: &str,
+    trace: &mut dyn FnMut(String),
     decide: impl FnOnce(&PeerIdentity) -> Decision,
     first: impl FnOnce(&mut Established, &mut Vec<u8>) -> Result<(), ProtocolError>,
 ) -> Result<Option<Connected>, NetError> {
@@ -263,13 +315,49 @@ pub fn initiate_with(
     let during = "during the handshake";
     let (state, m1) = Initiator::start(rng);
     stream.write_all(&m1)?;
-    let m2 = read_frame(&mut stream, &mut decoder, deadline, during).map_err(first_frame_error)?;
-    let (state, m3) = state.read_server_hello(rng, m2)?;
+    trace(
+        "sent ClientHello (m1): the magic \"chat\", protocol version 2 and 32 fresh random \
+         bytes (our nonce)"
+            .into(),
+    );
+    let first_answer = (Instant::now() + FIRST_ANSWER_TIMEOUT).min(deadline);
+    let m2 = read_first_answer(&mut stream, &mut decoder, first_answer)?;
+    let (state, m3) = state
+        .read_server_hello(rng, &m2)
+        .map_err(|e| not_a_chat_peer(e.into(), &stream, &m2))?;
+    trace(
+        "received ServerHello (m2): version 2, the peer's nonce, and a transient public key \
+         made for this connection alone (checked: a canonical 2048-bit RSA key)"
+            .into(),
+    );
     stream.write_all(&m3)?;
+    trace(
+        "sent KeyTransport (m3): a fresh random 32-byte session secret, encrypted with RSA-OAEP \
+         to that transient key; the peer destroys the transient key once it has read it, so a \
+         recording of this conversation stays secret even if both identity keys leak later"
+            .into(),
+    );
+    trace(
+        "both sides now derive handshake keys (HKDF-SHA256) from the secret and a hash of \
+         m1 to m3; everything from here on is encrypted (AES-256-GCM)"
+            .into(),
+    );
     let m4 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let state = state.read_responder_identity(m4)?;
     let m5 = read_frame(&mut stream, &mut decoder, deadline, during)?;
     let verified: ResponderVerified = state.read_responder_auth(m5)?;
+    trace(format!(
+        "received ResponderIdentity (m4), decrypted: the peer's identity key {} and the \
+         nickname {:?}",
+        verified.peer().key.fingerprint(),
+        crate::sanitize::one_line(&verified.peer().nickname),
+    ));
+    trace(
+        "received ResponderAuth (m5) and checked it: an RSA-PSS signature by that identity key \
+         over the hash of everything so far, so the peer holds the key's private half and saw \
+         the same messages we did"
+            .into(),
+    );
     let abandon = |mut stream: TcpStream, verified: ResponderVerified, reason| {
         let close = verified.abandon(reason);
         // Best effort: the peer learns why; we are leaving either way.
@@ -284,9 +372,19 @@ pub fn initiate_with(
         }
         .into());
     }
+    trace(
+        "checking the peer's key against known_peers.toml and your trust options, before \
+         revealing who we are"
+            .into(),
+    );
     match decide(verified.peer()) {
         Decision::Abandon(reason) => {
             abandon(stream, verified, reason);
+            trace(
+                "not going on: sent an encrypted Close and hung up, without revealing our \
+                 identity"
+                    .into(),
+            );
             Ok(None)
         }
         Decision::Continue => {
@@ -296,6 +394,18 @@ pub fn initiate_with(
             let (mut established, mut m67) = verified.finish(rng, identity, nickname)?;
             first(&mut established, &mut m67)?;
             stream.write_all(&m67)?;
+            trace(format!(
+                "sent InitiatorIdentity (m6) and InitiatorAuth (m7), encrypted: our identity key \
+                 {} and nickname {:?}, and our signature over the whole handshake",
+                identity.public().fingerprint(),
+                crate::sanitize::one_line(nickname),
+            ));
+            trace(
+                "handshake complete: keys for messages derived from the secret and the hash of \
+                 m1 to m7, one per direction; each record is numbered, so a dropped, replayed or \
+                 reordered one ends the conversation"
+                    .into(),
+            );
             decoder.set_limit(MAX_RECORD_FRAME);
             stream.set_read_timeout(None)?;
             Ok(Some(Connected {
@@ -337,6 +447,64 @@ pub(crate) fn peer_has_left(stream: &TcpStream) -> bool {
 /// it may not do before our identity): a look at the socket that does not wait.
 fn hung_up(stream: &TcpStream) -> bool {
     peek_now(stream).is_some()
+}
+
+/// The responder's first frame (the ServerHello, or a Refusal), which must
+/// come by `deadline`: silence, or bytes that are not a chat frame, are
+/// [`NetError::NotAChatPeer`].
+fn read_first_answer(
+    stream: &mut TcpStream,
+    decoder: &mut FrameDecoder,
+    deadline: Instant,
+) -> Result<Vec<u8>, NetError> {
+    let during = "during the handshake";
+    if let Err(e) = fill_frame(stream, decoder, deadline, during) {
+        return Err(not_a_chat_peer(e, stream, decoder.pending()));
+    }
+    let frame = decoder.next_frame()?.expect("a frame is ready");
+    Ok(frame.to_vec())
+}
+
+/// `error`, met while reading the responder's first answer, as what the
+/// user should hear: a silence or a first answer that is not chat is
+/// [`NetError::NotAChatPeer`], showing the first bytes (an SSH or HTTP
+/// banner is recognisable); anything else is itself.
+fn not_a_chat_peer(error: NetError, stream: &TcpStream, seen: &[u8]) -> NetError {
+    let address = stream
+        .peer_addr()
+        .map_or_else(|_| "the peer".into(), |a| a.to_string());
+    let detail = match error {
+        NetError::Timeout(_) if seen.is_empty() => format!(
+            "it accepted the connection but sent nothing for {:.1} s (a chat peer answers at once)",
+            FIRST_ANSWER_TIMEOUT.as_secs_f64()
+        ),
+        NetError::Timeout(_) | NetError::Cut(_) if !seen.is_empty() => {
+            format!("its first bytes were {}", first_bytes(seen))
+        }
+        NetError::Protocol(
+            ProtocolError::FrameTooLarge { .. }
+            | ProtocolError::Malformed { .. }
+            | ProtocolError::NotChat,
+        ) => format!("its first bytes were {}", first_bytes(seen)),
+        other => return other,
+    };
+    NetError::NotAChatPeer { address, detail }
+}
+
+/// Up to 40 characters of what a server sent first, on one line and safe
+/// to print, in quotes.
+fn first_bytes(seen: &[u8]) -> String {
+    const SHOWN: usize = 40;
+    let text = String::from_utf8_lossy(&seen[..seen.len().min(4 * SHOWN)]);
+    let text = text.trim_end_matches(['\r', '\n']);
+    let mut shown: String = crate::sanitize::one_line(text)
+        .chars()
+        .take(SHOWN)
+        .collect();
+    if crate::sanitize::one_line(text).chars().count() > SHOWN || seen.len() > 4 * SHOWN {
+        shown.push('…');
+    }
+    format!("\"{shown}\"")
 }
 
 /// The first bytes from the other end not decoding as a frame means it does

@@ -84,6 +84,11 @@ impl FrameDecoder {
         self.end - self.start
     }
 
+    /// The bytes received and not yet returned as frames.
+    pub fn pending(&self) -> &[u8] {
+        &self.buf[self.start..self.end]
+    }
+
     /// Whether a frame has been started but not completed.
     pub fn is_mid_frame(&self) -> bool {
         self.buffered() > 0

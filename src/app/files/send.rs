@@ -209,33 +209,35 @@ pub(in crate::app) fn send_files(
             path.display()
         );
     }
-    let target = crate::app::invite::resolve(&context.home, args.address.as_ref(), false)?;
-    let (me, created) = context.me(&args.common)?;
+    let (target, common) =
+        crate::app::resolve::settle(context, args.address.as_ref(), false, &args.common)?;
+    let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");
     }
     let (mut connected, view) = match &target {
-        Target::Address(address) => dial(context, &me, address, &args.common, false)?,
+        Target::Address(address) => dial(context, &me, address, &common, false)?,
+        Target::Name(_) => unreachable!("settled into an address"),
         Target::Invite(invite) => {
-            crate::app::invite::join(context, &me, invite, &args.common, args.no_relay)?
+            crate::app::invite::join(context, &me, invite, &common, args.no_relay)?
         }
     };
     connected
         .established
         .session
         .send()
-        .set_rekey_limit(args.common.rekey_limit);
-    if let (false, Some(note)) = (args.common.json, &view.note) {
+        .set_rekey_limit(common.rekey_limit);
+    if let (false, Some(note)) = (common.json, &view.note) {
         eprintln!("{note}");
     }
     let view = Arc::new(Mutex::new(view));
     let notice = output::stderr_notice();
-    if args.common.json {
+    if common.json {
         announce(&view, &me, true, &notice, None, true);
     }
-    let handler = OutputHandler::new(Arc::clone(&view), args.common.json, notice)
-        .verbose(args.common.verbose);
-    let conversation = Conversation::over(connected, args.common.max_message, handler)
+    let handler =
+        OutputHandler::new(Arc::clone(&view), common.json, notice).verbose(common.verbose);
+    let conversation = Conversation::over(connected, common.max_message, handler)
         .map_err(Error::io("starting the conversation"))?;
     let sender = conversation.sender();
     let manifest = picked.manifest.clone();
@@ -244,7 +246,7 @@ pub(in crate::app) fn send_files(
     let offered = sender.offer(picked.manifest, picked.files, progress);
     let result = match offered {
         Ok(id) => {
-            if args.common.json {
+            if common.json {
                 json_event(json!({"event": "file_offered", "offer": id}));
             }
             // Nothing more comes from us (docs/PROTOCOL.md, 8.4); the
@@ -254,7 +256,7 @@ pub(in crate::app) fn send_files(
             if let Ok(mut bar) = bar.lock() {
                 bar.finish();
             }
-            if args.common.json {
+            if common.json {
                 json_event(json!({
                     "event": "file_outcome",
                     "offer": id,
