@@ -160,9 +160,22 @@ pub fn load(
     Ok(key)
 }
 
-/// `identity.pub` beside the key at `path`.
+/// The public key file beside the key at `path` (`identity.pub` for
+/// `identity.pem`).
 pub fn public_path(path: &Path) -> PathBuf {
-    path.with_file_name(PUBLIC_FILE)
+    match path.file_name().and_then(|name| name.to_str()) {
+        // identity.pem -> identity.pub
+        Some(name) if name.ends_with(".pem") => {
+            path.with_file_name(format!("{}.pub", &name[..name.len() - ".pem".len()]))
+        }
+        // Any other key file (such as a backup, identity.pem.old) has its
+        // own, as ssh's id_rsa has id_rsa.pub.
+        _ => {
+            let mut public = path.as_os_str().to_owned();
+            public.push(".pub");
+            PathBuf::from(public)
+        }
+    }
 }
 
 /// The public key file's name.
