@@ -788,10 +788,11 @@ impl Repl {
             return;
         }
         let target = ui.conversations.target();
-        let mut lines = vec![format!(
-            "{} open conversations:",
-            ui.conversations.iter().count()
-        )];
+        let lines = match ui.conversations.iter().count() {
+            1 => "1 open conversation:".to_string(),
+            n => format!("{n} open conversations:"),
+        };
+        let mut lines = vec![lines];
         for entry in ui.conversations.iter() {
             let view = entry.view.lock().unwrap_or_else(|p| p.into_inner());
             lines.push(format!(
