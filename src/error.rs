@@ -86,7 +86,7 @@ pub enum Error {
         /// What failed.
         error: NetError,
         /// Our messages without a receipt.
-        undelivered: Vec<u64>,
+        undelivered: Vec<Unsent>,
     },
     /// The peer's key is not trusted under the chosen policy.
     #[error("{0}")]
@@ -107,7 +107,7 @@ pub enum Error {
         /// The peer's reason.
         reason: CloseReason,
         /// Our messages without a receipt.
-        undelivered: Vec<u64>,
+        undelivered: Vec<Unsent>,
     },
     /// A pinned name or address presents another key.
     #[error("{0}")]
@@ -121,7 +121,7 @@ pub enum Error {
         /// How it ended.
         context: String,
         /// Our messages without a receipt.
-        undelivered: Vec<u64>,
+        undelivered: Vec<Unsent>,
     },
 }
 
@@ -136,26 +136,48 @@ impl From<TrustError> for Error {
     }
 }
 
-fn undelivered_suffix(ids: &[u64]) -> String {
-    if ids.is_empty() {
+fn undelivered_suffix(unsent: &[Unsent]) -> String {
+    if unsent.is_empty() {
         String::new()
     } else {
-        format!("; {}", undelivered_text(ids))
+        format!("; {}", undelivered_text(unsent))
     }
 }
 
-fn undelivered_text(ids: &[u64]) -> String {
-    match ids {
+/// Most messages an error names; the rest are counted.
+const NAMED: usize = 5;
+
+/// Names the messages left without a receipt by their first words.
+fn undelivered_text(unsent: &[Unsent]) -> String {
+    match unsent {
         [] => "every message was delivered".into(),
-        [id] => format!("message #{id} was not delivered"),
-        ids => format!(
-            "messages {} were not delivered",
-            ids.iter()
-                .map(|id| format!("#{id}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        ),
+        [one] => format!("not delivered: {}", one.preview),
+        many => {
+            let mut named: Vec<&str> = many
+                .iter()
+                .take(NAMED)
+                .map(|u| u.preview.as_str())
+                .collect();
+            let more = many.len().saturating_sub(NAMED);
+            let more = (more > 0).then(|| format!("and {more} more"));
+            named.extend(more.as_deref());
+            format!(
+                "{} messages not delivered: {}",
+                many.len(),
+                named.join(", ")
+            )
+        }
     }
+}
+
+/// A message we sent that the peer never acknowledged: its id (which
+/// `--json` output carries) and how the user knows it, its first words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unsent {
+    /// The message id.
+    pub id: u64,
+    /// Its first words, quoted and safe for the terminal, or its size.
+    pub preview: String,
 }
 
 impl Error {

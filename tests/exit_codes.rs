@@ -174,7 +174,10 @@ const ROWS: &[Row] = &[
             send(&target, &["--accept-new"])
         },
         code: 3,
-        needles: &["larger than it accepts", "#1 was not delivered"],
+        needles: &[
+            "larger than it accepts",
+            "not delivered: \"hello from the test\"",
+        ],
     },
     Row {
         name: "3: the peer closes with reason 4 (protocol error)",
@@ -184,7 +187,7 @@ const ROWS: &[Row] = &[
             send(&target, &["--accept-new"])
         },
         code: 3,
-        needles: &["protocol error", "#1 was not delivered"],
+        needles: &["protocol error", "not delivered: \"hello from the test\""],
     },
     Row {
         name: "3: the peer closes with an unknown reason",
@@ -241,7 +244,10 @@ const ROWS: &[Row] = &[
             send(&target, &["--accept-new"])
         },
         code: 6,
-        needles: &["without a receipt", "#1 was not delivered"],
+        needles: &[
+            "without a receipt",
+            "not delivered: \"hello from the test\"",
+        ],
     },
 ];
 

@@ -2,7 +2,7 @@
 //!
 //! * a receiver whose standard output fails (a full disk, a closed pipe,
 //!   for short, streamed and JSON output) does not acknowledge: the sender
-//!   is told the message was not delivered (exit 6: the receiver ended the
+//!   is told the message was not delivered, by its first words (exit 6: the receiver ended the
 //!   conversation with a goodbye, without a receipt), and the receiver exits
 //!   with the I/O error (exit 1);
 //! * a hostile sender sees exactly which messages were acknowledged;
@@ -69,7 +69,10 @@ fn wait_until_unread(probe: &mut PipeWriter) {
 /// receiver reports its output error (1) and that it did not acknowledge.
 #[track_caller]
 fn not_delivered(sender: &common::Outcome, receiver: &common::Outcome, cause: &str) {
-    let err = sender.fails(6, &["message #1 was not delivered"]);
+    let err = sender.fails(
+        6,
+        &["not delivered: \"the quick brown fox jumps over the lazy…\""],
+    );
     assert!(!err.contains("Delivered to"), "{err}");
     receiver.fails(
         1,
@@ -130,7 +133,7 @@ fn serve_stops_when_its_output_fails() {
     command.stdin(Stdio::null());
     let full = File::options().write(true).open("/dev/full").unwrap();
     let server = Running::spawn_with_stdout(command, Stdio::from(full));
-    let sent = send_file(&ada, &address(&server), b"hello\n");
+    let sent = send_file(&ada, &address(&server), &text_of(100));
     let received = server.finish(secs(20));
     not_delivered(&sent, &received, "No space left on device");
 }
@@ -343,4 +346,53 @@ fn send_hangs_up_on_a_receiver_that_acknowledges_but_never_closes() {
     sender.finish(HANG_UP_DEADLINE).ok();
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(peer.join().unwrap(), common::MESSAGE.as_bytes());
+}
+
+#[test]
+fn undelivered_messages_are_named_by_their_first_words() {
+    // A receiver that takes two messages and says goodbye without a
+    // receipt: the sender names both as the user typed them, not by ids it
+    // never showed; --json keeps the ids for scripts.
+    for json in [false, true] {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let bob = std::thread::spawn(move || {
+            let mut bob = HostilePeer::accept(&listener);
+            let first = bob.receive_message(secs(10));
+            let second = bob.receive_message(secs(10));
+            bob.send(|send, out| send.close(chat::protocol::CloseReason::Goodbye, out))
+                .unwrap();
+            while !matches!(bob.next(secs(10)), Some(Got::Hangup) | None) {}
+            (first, second)
+        });
+        let ada = TestHome::with_identity("initiator");
+        let target = format!("127.0.0.1:{port}");
+        let mut args = vec!["connect", &target, "--accept-new", "--name", "ada"];
+        if json {
+            args.push("--json");
+        }
+        let sent = ada.run_with_input(
+            &args,
+            b"Meet at the usual place at nine, bring the documents\n\x1b[2Jsecond \xe2\x80\xaethought\n",
+        );
+        let (first, second) = bob.join().unwrap();
+        assert_eq!((first.0, second.0), (1, 2));
+        let err = sent.fails(
+            6,
+            &[
+                "2 messages not delivered: \"Meet at the usual place at nine, bring…\", \
+                 \"^[[2Jsecond \\u{202e}thought\"",
+            ],
+        );
+        assert!(!err.contains('\x1b') && !err.contains('\u{202e}'), "{err}");
+        if json {
+            let closed: serde_json::Value = sent
+                .stdout
+                .lines()
+                .filter_map(|line| serde_json::from_str(line).ok())
+                .find(|e: &serde_json::Value| e["event"] == "closed")
+                .expect("a closed event");
+            assert_eq!(closed["undelivered"], serde_json::json!([1, 2]), "{closed}");
+        }
+    }
 }

@@ -10,6 +10,7 @@ mod nickname;
 pub mod output;
 mod peer;
 mod peers;
+mod preview;
 pub mod progress;
 mod receive;
 mod relay;

@@ -81,6 +81,10 @@ pub fn ending_event(summary: &Summary) -> serde_json::Value {
         "how": how,
         "reason": reason,
         "undelivered": summary.unacknowledged,
+        "undelivered_previews": super::preview::unsent(summary)
+            .into_iter()
+            .map(|unsent| unsent.preview)
+            .collect::<Vec<_>>(),
         "cut_off": summary.cut_off,
     })
 }

@@ -197,7 +197,7 @@ pub(super) fn conclude(summary: &Summary) -> Result<(), Error> {
             error: io::Error::new(failure.error.kind(), failure.error.to_string()),
         });
     }
-    let undelivered = summary.unacknowledged.clone();
+    let undelivered = super::preview::unsent(summary);
     match &summary.ending {
         Ending::Failed(error) if undelivered.is_empty() => Err(Error::Net(clone_net_error(error))),
         Ending::Failed(error) => Err(Error::NetUndelivered {

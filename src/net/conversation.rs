@@ -15,6 +15,7 @@
 //! the time limit apply on an idle connection too. The engine reports each
 //! update, both ways, where [`Handler::key_updates`] says.
 
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, TcpStream};
 use std::ops::RangeInclusive;
@@ -170,6 +171,10 @@ pub struct Summary {
     pub ending: Ending,
     /// Messages we sent that the peer never acknowledged.
     pub unacknowledged: Vec<u64>,
+    /// The first bytes of those messages, as sent, so that a report can
+    /// name them in the user's terms (see [`SentHead`]); one may be missing
+    /// if more than [`MAX_HEADS`] were left unacknowledged.
+    pub unacknowledged_heads: Vec<SentHead>,
     /// A message from the peer that was cut off before its end.
     pub cut_off: Option<u64>,
     /// A message from the peer that our [`Handler`] could not take (its
@@ -197,7 +202,31 @@ impl std::fmt::Display for DeliveryFailure {
     }
 }
 
+/// The start of a message we sent, kept until the peer acknowledges it:
+/// a report of undelivered messages names each by its first words rather
+/// than by an id the user never saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SentHead {
+    /// The message id.
+    pub id: u64,
+    /// The whole message's length in bytes.
+    pub length: u64,
+    /// Its first bytes, at most [`HEAD_LEN`].
+    pub head: Vec<u8>,
+}
+
+/// Bytes kept of each unacknowledged message.
+pub const HEAD_LEN: usize = 160;
+
+/// Most unacknowledged messages whose start is kept (the oldest go first).
+pub const MAX_HEADS: usize = 256;
+
 impl Summary {
+    /// The start of an unacknowledged message, if it was kept.
+    pub fn head(&self, id: u64) -> Option<&SentHead> {
+        self.unacknowledged_heads.iter().find(|h| h.id == id)
+    }
+
     /// Whether everything we sent was acknowledged and nothing failed.
     pub fn all_delivered(&self) -> bool {
         self.unacknowledged.is_empty()
@@ -313,6 +342,9 @@ struct Writer {
     /// Where our key updates are reported, and the last epoch reported.
     key_updates: Option<KeyUpdates>,
     reported_epoch: u64,
+    /// The start of each message not yet acknowledged, oldest first
+    /// (bounded: acknowledged ones are dropped, and at most [`MAX_HEADS`]).
+    heads: VecDeque<SentHead>,
 }
 
 impl Writer {
@@ -379,6 +411,23 @@ impl Writer {
 
     fn unacknowledged(&self) -> Vec<u64> {
         (self.send.last_acknowledged() + 1..=self.send.last_started()).collect()
+    }
+
+    /// Keeps the start of a message just started, dropping those the peer
+    /// acknowledged since.
+    fn keep_head(&mut self, head: SentHead) {
+        self.drop_acknowledged_heads();
+        if self.heads.len() == MAX_HEADS {
+            self.heads.pop_front();
+        }
+        self.heads.push_back(head);
+    }
+
+    fn drop_acknowledged_heads(&mut self) {
+        let acknowledged = self.send.last_acknowledged();
+        while self.heads.front().is_some_and(|h| h.id <= acknowledged) {
+            self.heads.pop_front();
+        }
     }
 }
 
@@ -646,6 +695,12 @@ impl Sender {
                     Ok(started) => id = Some(started),
                     Err(e) => return Err(self.failed(w, e)),
                 }
+                let head = frame[HEADER_LEN..HEADER_LEN + n.min(HEAD_LEN)].to_vec();
+                w.keep_head(SentHead {
+                    id: id.expect("just set"),
+                    length,
+                    head,
+                });
                 w.outbox.push(start);
             }
             if length > 0 {
@@ -775,6 +830,7 @@ impl Conversation {
                 receipts_owed: false,
                 key_updates: key_updates.clone(),
                 reported_epoch: 0,
+                heads: VecDeque::new(),
             }),
             socket: stream,
             ended,
@@ -961,8 +1017,15 @@ impl<H: Handler> Reader<H> {
             }
             let _ = self.shared.socket.shutdown(Shutdown::Both);
             self.shared.changed.notify_all();
-            (w.unacknowledged(), w.send.is_done(), w.write_error.take())
+            w.drop_acknowledged_heads();
+            let heads = w.heads.drain(..).collect::<Vec<_>>();
+            (
+                (w.unacknowledged(), heads),
+                w.send.is_done(),
+                w.write_error.take(),
+            )
         };
+        let (unacknowledged, unacknowledged_heads) = unacknowledged;
         let both_done = we_are_done
             && self.recv.peer_done()
             && unacknowledged.is_empty()
@@ -981,6 +1044,7 @@ impl<H: Handler> Reader<H> {
         let summary = Summary {
             ending,
             unacknowledged,
+            unacknowledged_heads,
             cut_off: self.recv.in_message(),
             undelivered: failure,
         };

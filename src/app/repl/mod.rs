@@ -1054,12 +1054,14 @@ fn farewell(name: &str, summary: &Summary, evicted: Option<CloseReason>) -> Stri
         ));
     }
     if !summary.unacknowledged.is_empty() {
-        let ids: Vec<String> = summary
-            .unacknowledged
-            .iter()
-            .map(|id| format!("#{id}"))
+        let previews: Vec<String> = super::preview::unsent(summary)
+            .into_iter()
+            .map(|unsent| unsent.preview)
             .collect();
-        lines.push(format!("Not delivered (no receipt): {}.", ids.join(", ")));
+        lines.push(format!(
+            "Not delivered (no receipt): {}.",
+            previews.join(", ")
+        ));
     }
     lines.join("\n")
 }
