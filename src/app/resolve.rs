@@ -330,6 +330,31 @@ mod tests {
     }
 
     #[test]
+    fn p_is_the_port_of_a_host_written_without_one() {
+        let peer = |text: &str| crate::cli::Peer {
+            text: text.to_string(),
+            target: super::super::invite::parse_target(text).unwrap(),
+        };
+        let dialled = |text: &str, port| match with_port(&peer(text), port) {
+            Ok(InviteTarget::Address(address)) => Ok(address.to_string()),
+            Ok(InviteTarget::Name(name)) => Ok(format!("name {name}")),
+            Ok(InviteTarget::Invite(_)) => Ok("invite".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(dialled("[::1]", Some(9)).unwrap(), "[::1]:9");
+        assert_eq!(dialled("bob.", Some(1)).unwrap(), "bob:1");
+        assert_eq!(dialled("[::1]:9", Some(9)).unwrap(), "[::1]:9");
+        assert_eq!(dialled("bob:1", Some(1)).unwrap(), "bob:1");
+        assert_eq!(dialled("[::1]", None).unwrap(), "[::1]:7777");
+        // A name is settled later, and -p then replaces its port.
+        assert_eq!(dialled("bob", Some(9)).unwrap(), "name bob");
+        let err = dialled("[::1]:9", Some(10)).unwrap_err();
+        assert!(err.contains("port 9 but -p says 10"), "{err}");
+        let err = dialled("bob:2", Some(1)).unwrap_err();
+        assert!(err.contains("port 2 but -p says 1"), "{err}");
+    }
+
+    #[test]
     fn an_unknown_word_is_a_host_name() {
         let target = resolve("example.org", &Config::default(), &store("")).unwrap();
         assert_eq!(target.via, Via::Typed);
