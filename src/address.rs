@@ -87,6 +87,15 @@ impl Address {
     pub fn port(&self) -> u16 {
         self.port
     }
+
+    /// The same host at `port` (`-p PORT`).
+    #[must_use]
+    pub fn with_port(&self, port: u16) -> Self {
+        Self {
+            host: self.host.clone(),
+            port,
+        }
+    }
 }
 
 /// The canonical form of a host as typed (`bracketed`: it was written in

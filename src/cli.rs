@@ -157,8 +157,11 @@ pub struct ServeArgs {
 pub struct ConnectArgs {
     /// The peer: HOST or HOST:PORT (default port 7777; IPv6 as [::1]:7777), a contact's name,
     /// or an invite (chat://...); without it, the invite from CHAT_INVITE or standard input
-    #[arg(value_name = "PEER", value_parser = parse_target)]
-    pub address: Option<Target>,
+    #[arg(value_name = "PEER", value_parser = parse_peer)]
+    pub address: Option<Peer>,
+    /// Port to dial when PEER is a host or a name without a port (like ssh's -p)
+    #[arg(short, long, value_name = "PORT", value_parser = parse_port)]
+    pub port: Option<u16>,
     /// With an invite: don't use its relay, only its direct addresses
     #[arg(long)]
     pub no_relay: bool,
@@ -176,8 +179,11 @@ pub struct ConnectArgs {
 pub struct SendArgs {
     /// The peer: HOST or HOST:PORT (default port 7777), a contact's name, or an invite
     /// (chat://...); without it, the invite from CHAT_INVITE
-    #[arg(value_name = "PEER", value_parser = parse_target)]
-    pub address: Option<Target>,
+    #[arg(value_name = "PEER", value_parser = parse_peer)]
+    pub address: Option<Peer>,
+    /// Port to dial when PEER is a host or a name without a port (like ssh's -p)
+    #[arg(short, long, value_name = "PORT", value_parser = parse_port)]
+    pub port: Option<u16>,
     /// With an invite: don't use its relay, only its direct addresses
     #[arg(long)]
     pub no_relay: bool,
@@ -201,8 +207,28 @@ impl Cli {
     }
 }
 
-fn parse_target(text: &str) -> Result<Target, String> {
-    crate::app::invite::parse_target(text)
+/// PEER as typed, and what it reads as (`-p` needs to know whether a port
+/// was written).
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The word on the command line.
+    pub text: String,
+    /// An invite, an address or a name.
+    pub target: Target,
+}
+
+fn parse_peer(text: &str) -> Result<Peer, String> {
+    Ok(Peer {
+        text: text.to_string(),
+        target: crate::app::invite::parse_target(text)?,
+    })
+}
+
+fn parse_port(text: &str) -> Result<u16, String> {
+    text.parse::<u16>()
+        .ok()
+        .filter(|&port| port != 0)
+        .ok_or_else(|| format!("{text:?} is not a port (1 to 65535)"))
 }
 
 fn parse_relay_address(text: &str) -> Result<Address, String> {

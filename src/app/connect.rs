@@ -22,8 +22,13 @@ use crate::trust::KnownPeers;
 /// `chat connect`.
 pub(super) fn connect(context: &Context, args: &ConnectArgs) -> Result<(), Error> {
     let interactive = interactive(&args.common);
-    let (target, common) =
-        super::resolve::settle(context, args.address.as_ref(), true, &args.common)?;
+    let (target, common) = super::resolve::settle(
+        context,
+        args.address.as_ref(),
+        args.port,
+        true,
+        &args.common,
+    )?;
     let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");

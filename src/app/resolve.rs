@@ -45,22 +45,32 @@ pub(super) fn may_be_name(word: &str) -> bool {
 /// The peer `connect` and `send` reach ([`super::invite::resolve`]: the one
 /// given, or an invite from the environment), with a name settled into an
 /// address by [`resolve`], and the options in force with its `[hosts.NAME]`
-/// table. Never [`InviteTarget::Name`]. Says where it dials, on a terminal.
+/// table. Never [`InviteTarget::Name`]. `port` is `-p PORT` (see
+/// [`with_port`]). Says where it dials, on a terminal.
 pub(super) fn settle(
     context: &super::Context,
-    given: Option<&InviteTarget>,
+    given: Option<&crate::cli::Peer>,
+    port: Option<u16>,
     stdin_allowed: bool,
     common: &CommonArgs,
 ) -> Result<(InviteTarget, CommonArgs), Error> {
-    match super::invite::resolve(&context.home, given, stdin_allowed)? {
+    let given = match given {
+        Some(peer) => Some(with_port(peer, port)?),
+        None => None,
+    };
+    match super::invite::resolve(&context.home, given.as_ref(), stdin_allowed)? {
         InviteTarget::Name(word) => {
             let config = context.home.config()?;
             let store = KnownPeers::load(&context.home.known_peers_path())?;
-            let target = resolve(&word, &config, &store)?;
+            let mut target = resolve(&word, &config, &store)?;
+            if let Some(port) = port {
+                target.address = target.address.with_port(port);
+            }
             let common = target.apply(common);
             target.announce();
             Ok((InviteTarget::Address(target.address), common))
         }
+        InviteTarget::Invite(_) if port.is_some() => Err(port_with_invite()),
         other => {
             if let InviteTarget::Address(address) = &other {
                 Target {
@@ -73,6 +83,40 @@ pub(super) fn settle(
             Ok((other, common.clone()))
         }
     }
+}
+
+/// PEER with `-p PORT` (like ssh's -p): the port to dial when PEER is a
+/// host or a name written without a port. A port written in PEER that
+/// differs from `-p` is a usage error, and so is `-p` with an invite.
+fn with_port(peer: &crate::cli::Peer, port: Option<u16>) -> Result<InviteTarget, Error> {
+    let Some(port) = port else {
+        return Ok(peer.target.clone());
+    };
+    match &peer.target {
+        InviteTarget::Invite(_) => Err(port_with_invite()),
+        InviteTarget::Name(_) => Ok(peer.target.clone()),
+        InviteTarget::Address(_) => {
+            // Parsed with two different default ports, a written port
+            // stays the same and a missing one follows the default.
+            let parse = |default| Address::parse_with_default_port(&peer.text, default);
+            let other = if port == 1 { 2 } else { 1 };
+            let (Ok(with), Ok(without)) = (parse(port), parse(other)) else {
+                return Ok(peer.target.clone());
+            };
+            if with.port() == without.port() && with.port() != port {
+                return Err(Error::Usage(format!(
+                    "{} names port {} but -p says {port}: give the port once",
+                    peer.text,
+                    with.port()
+                )));
+            }
+            Ok(InviteTarget::Address(with))
+        }
+    }
+}
+
+fn port_with_invite() -> Error {
+    Error::Usage("-p PORT applies to a host or a name, not to an invite (an invite carries its own addresses)".into())
 }
 
 /// Whether `word` is written as an address and never looked up as a name:
@@ -283,6 +327,31 @@ mod tests {
         let carol = resolve("carol", &config, &store).unwrap();
         assert_eq!(carol.address.to_string(), "carol:7777");
         assert_eq!(carol.via, Via::Hosts("carol".into()));
+    }
+
+    #[test]
+    fn p_is_the_port_of_a_host_written_without_one() {
+        let peer = |text: &str| crate::cli::Peer {
+            text: text.to_string(),
+            target: super::super::invite::parse_target(text).unwrap(),
+        };
+        let dialled = |text: &str, port| match with_port(&peer(text), port) {
+            Ok(InviteTarget::Address(address)) => Ok(address.to_string()),
+            Ok(InviteTarget::Name(name)) => Ok(format!("name {name}")),
+            Ok(InviteTarget::Invite(_)) => Ok("invite".into()),
+            Err(e) => Err(e.to_string()),
+        };
+        assert_eq!(dialled("[::1]", Some(9)).unwrap(), "[::1]:9");
+        assert_eq!(dialled("bob.", Some(1)).unwrap(), "bob:1");
+        assert_eq!(dialled("[::1]:9", Some(9)).unwrap(), "[::1]:9");
+        assert_eq!(dialled("bob:1", Some(1)).unwrap(), "bob:1");
+        assert_eq!(dialled("[::1]", None).unwrap(), "[::1]:7777");
+        // A name is settled later, and -p then replaces its port.
+        assert_eq!(dialled("bob", Some(9)).unwrap(), "name bob");
+        let err = dialled("[::1]:9", Some(10)).unwrap_err();
+        assert!(err.contains("port 9 but -p says 10"), "{err}");
+        let err = dialled("bob:2", Some(1)).unwrap_err();
+        assert!(err.contains("port 2 but -p says 1"), "{err}");
     }
 
     #[test]

@@ -33,8 +33,13 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
-    let (target, common) =
-        super::resolve::settle(context, args.address.as_ref(), false, &args.common)?;
+    let (target, common) = super::resolve::settle(
+        context,
+        args.address.as_ref(),
+        args.port,
+        false,
+        &args.common,
+    )?;
     let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");

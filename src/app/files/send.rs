@@ -209,8 +209,13 @@ pub(in crate::app) fn send_files(
             path.display()
         );
     }
-    let (target, common) =
-        crate::app::resolve::settle(context, args.address.as_ref(), false, &args.common)?;
+    let (target, common) = crate::app::resolve::settle(
+        context,
+        args.address.as_ref(),
+        args.port,
+        false,
+        &args.common,
+    )?;
     let (me, created) = context.me(&common)?;
     if let Some(line) = created {
         eprintln!("{line}");
