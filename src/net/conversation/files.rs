@@ -34,8 +34,10 @@ use crate::transfer::{
 use crate::wire::file::Cancel;
 use crate::wire::frame::HEADER_LEN;
 
-/// How much of a file goes in one FILE_DATA record.
-pub const FILE_CHUNK: usize = 128 * 1024;
+/// How much of a file goes in one FILE_DATA record: the largest record
+/// (PROTOCOL.md 12; the chunk size is the sender's choice). Half as many
+/// records, seals, locks and writes per byte as 128 KiB.
+pub const FILE_CHUNK: usize = MAX_RECORD_PLAINTEXT;
 
 /// The user's answer to an offer, from [`Handler::file_offered`].
 #[derive(Debug)]
