@@ -91,8 +91,9 @@ fn malformed_room(path: &Path) -> Error {
 pub fn direct_addresses(local: SocketAddr) -> Vec<Address> {
     let port = local.port();
     let ips: Vec<IpAddr> = if local.ip().is_unspecified() {
-        interface_addresses()
-            .into_iter()
+        let mut all = crate::net::listen::interface_addresses();
+        all.dedup();
+        all.into_iter()
             .filter(|ip| !ip.is_loopback() && !is_link_local(ip))
             .filter(|ip| local.is_ipv6() || ip.is_ipv4())
             .collect()
@@ -112,40 +113,6 @@ fn is_link_local(ip: &IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_link_local(),
         IpAddr::V6(v6) => (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
-}
-
-/// This machine's interface addresses (getifaddrs).
-fn interface_addresses() -> Vec<IpAddr> {
-    let mut out = Vec::new();
-    let mut list: *mut libc::ifaddrs = std::ptr::null_mut();
-    // SAFETY: getifaddrs fills `list` with a linked list that we only read
-    // and then free with freeifaddrs.
-    unsafe {
-        if libc::getifaddrs(&mut list) != 0 {
-            return out;
-        }
-        let mut entry = list;
-        while !entry.is_null() {
-            let address = (*entry).ifa_addr;
-            if !address.is_null() {
-                match i32::from((*address).sa_family) {
-                    libc::AF_INET => {
-                        let v4 = &*(address as *const libc::sockaddr_in);
-                        out.push(IpAddr::from(u32::from_be(v4.sin_addr.s_addr).to_be_bytes()));
-                    }
-                    libc::AF_INET6 => {
-                        let v6 = &*(address as *const libc::sockaddr_in6);
-                        out.push(IpAddr::from(v6.sin6_addr.s6_addr));
-                    }
-                    _ => {}
-                }
-            }
-            entry = (*entry).ifa_next;
-        }
-        libc::freeifaddrs(list);
-    }
-    out.dedup();
-    out
 }
 
 /// Where `chat serve` takes its conversations from: a listener, relay

@@ -114,7 +114,21 @@ fn request(relay: &Address, request: &Request) -> Result<TcpStream, RelayError> 
         relay: relay.clone(),
         error,
     };
-    let mut stream = dial(relay).map_err(net)?;
+    let mut stream = dial(relay)
+        .map_err(|error| match error {
+            // The hint for a refused connection names the relay, not a peer.
+            NetError::Connect {
+                address,
+                source,
+                hint,
+            } if source.kind() == std::io::ErrorKind::ConnectionRefused => NetError::Connect {
+                address,
+                source,
+                hint: hint.replace("chat serve", "chat relay"),
+            },
+            other => other,
+        })
+        .map_err(net)?;
     stream
         .write_all(request.to_line().as_bytes())
         .map_err(|e| net(e.into()))?;
