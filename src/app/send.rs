@@ -13,7 +13,8 @@ use super::connect::dial;
 use super::invite::Target;
 use super::output::{self, OutputHandler, json_event};
 use super::peer::conclude;
-use crate::cli::SendArgs;
+use super::trust_policy::PeerView;
+use crate::cli::{CommonArgs, SendArgs};
 use crate::error::Error;
 use crate::net::conversation::Conversation;
 use crate::protocol::CloseReason;
@@ -33,6 +34,43 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
                 .into(),
         ));
     }
+    let (conversation, view, common) = open(context, args)?;
+    let sender = conversation.sender();
+    let mut progress = super::progress::Progress::new(length);
+    let sent = sender.send_from(&mut *source, length, &mut |done| progress.update(done));
+    progress.finish();
+    match sent {
+        Ok(id) => {
+            if common.json {
+                json_event(json!({"event": "sent", "id": id}));
+            }
+            // Nothing more comes from us (docs/PROTOCOL.md, 8.4). A failure
+            // shows up as the receipt never arriving.
+            let _ = sender.done();
+            if sender.wait_acknowledged(id) {
+                let name = view.lock().expect("peer view").label();
+                eprintln!("Delivered to {name}.");
+            }
+            sender.close(CloseReason::Goodbye);
+        }
+        Err(crate::net::conversation::SendError::Source(e)) => {
+            sender.close(CloseReason::Goodbye);
+            conversation.wait();
+            return Err(Error::io("reading the message")(e));
+        }
+        Err(_) => {}
+    }
+    let summary = conversation.wait();
+    conclude(&summary)
+}
+
+/// What every `chat send` does before it sends: resolve the peer, load or
+/// create our identity, dial it (or join it through an invite), and start
+/// the conversation with the user's rekey limit, notes and JSON events.
+pub(super) fn open(
+    context: &Context,
+    args: &SendArgs,
+) -> Result<(Conversation, Arc<Mutex<PeerView>>, CommonArgs), Error> {
     let (target, common) = super::resolve::settle(
         context,
         args.address.as_ref(),
@@ -68,33 +106,7 @@ pub(super) fn send(context: &Context, args: &SendArgs) -> Result<(), Error> {
         OutputHandler::new(Arc::clone(&view), common.json, notice).verbose(common.verbose);
     let conversation = Conversation::over(connected, common.max_message, handler)
         .map_err(Error::io("starting the conversation"))?;
-    let sender = conversation.sender();
-    let mut progress = super::progress::Progress::new(length);
-    let sent = sender.send_from(&mut *source, length, &mut |done| progress.update(done));
-    progress.finish();
-    match sent {
-        Ok(id) => {
-            if common.json {
-                json_event(json!({"event": "sent", "id": id}));
-            }
-            // Nothing more comes from us (docs/PROTOCOL.md, 8.4). A failure
-            // shows up as the receipt never arriving.
-            let _ = sender.done();
-            if sender.wait_acknowledged(id) {
-                let name = view.lock().expect("peer view").label();
-                eprintln!("Delivered to {name}.");
-            }
-            sender.close(CloseReason::Goodbye);
-        }
-        Err(crate::net::conversation::SendError::Source(e)) => {
-            sender.close(CloseReason::Goodbye);
-            conversation.wait();
-            return Err(Error::io("reading the message")(e));
-        }
-        Err(_) => {}
-    }
-    let summary = conversation.wait();
-    conclude(&summary)
+    Ok((conversation, view, common))
 }
 
 /// The message for `chat send`: standard input. A regular file

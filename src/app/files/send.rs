@@ -193,12 +193,8 @@ pub(in crate::app) fn send_files(
     context: &crate::app::Context,
     args: &crate::cli::SendArgs,
 ) -> Result<(), Error> {
-    use crate::app::batch::announce;
-    use crate::app::connect::dial;
-    use crate::app::invite::Target;
-    use crate::app::output::{self, OutputHandler, json_event};
+    use crate::app::output::json_event;
     use crate::app::peer::conclude;
-    use crate::net::conversation::Conversation;
     use crate::protocol::CloseReason;
     use serde_json::json;
 
@@ -209,41 +205,7 @@ pub(in crate::app) fn send_files(
             path.display()
         );
     }
-    let (target, common) = crate::app::resolve::settle(
-        context,
-        args.address.as_ref(),
-        args.port,
-        false,
-        &args.common,
-    )?;
-    let (me, created) = context.me(&common)?;
-    if let Some(line) = created {
-        eprintln!("{line}");
-    }
-    let (mut connected, view) = match &target {
-        Target::Address(address) => dial(context, &me, address, &common, false)?,
-        Target::Name(_) => unreachable!("settled into an address"),
-        Target::Invite(invite) => {
-            crate::app::invite::join(context, &me, invite, &common, args.no_relay)?
-        }
-    };
-    connected
-        .established
-        .session
-        .send()
-        .set_rekey_limit(common.rekey_limit);
-    if let (false, Some(note)) = (common.json, &view.note) {
-        eprintln!("{note}");
-    }
-    let view = Arc::new(Mutex::new(view));
-    let notice = output::stderr_notice();
-    if common.json {
-        announce(&view, &me, true, &notice, None, true);
-    }
-    let handler =
-        OutputHandler::new(Arc::clone(&view), common.json, notice).verbose(common.verbose);
-    let conversation = Conversation::over(connected, common.max_message, handler)
-        .map_err(Error::io("starting the conversation"))?;
+    let (conversation, view, common) = crate::app::send::open(context, args)?;
     let sender = conversation.sender();
     let manifest = picked.manifest.clone();
     let (progress, bar) = progress_bar(manifest.total(), "sending");
