@@ -12,22 +12,8 @@ use std::path::Path;
 use std::process::Stdio;
 
 use base64ct::{Base64, Encoding};
-use common::{Running, TestHome, secs, serve_command};
+use common::{Running, TestHome, noise, secs, serve_command};
 use sha2::{Digest, Sha256};
-
-/// `len` bytes that look random (xorshift), from `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
 
 /// `chat serve --once` with `extra`, its standard output going to `out`.
 fn serve_into(bob: &TestHome, extra: &[&str], out: &Path) -> Running {

@@ -14,21 +14,7 @@ use chat::transfer::FileHasher;
 use chat::wire::file::{End, Entry, FileRecord, Offer, Start};
 use common::hostile::{FileGot, Got, HostilePeer};
 use common::mitm::{Proxy, Rule, Way};
-use common::{Running, TestHome, secs, serve_command};
-
-/// Deterministic bytes that do not compress: xorshift64 from `seed`.
-fn bytes(len: usize, seed: u64) -> Vec<u8> {
-    let mut state = seed | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        out.extend_from_slice(&state.to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
+use common::{Running, TestHome, noise as bytes, secs, serve_command};
 
 /// A folder for received files, inside `home`.
 fn downloads(home: &TestHome) -> PathBuf {

@@ -12,25 +12,11 @@ use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
 use common::mitm::{Proxy, Recording, Rule, Way};
-use common::{Outcome, Running, TestHome, secs, serve_command};
+use common::{Outcome, Running, TestHome, noise, secs, serve_command};
 use sha2::{Digest, Sha256};
 
 /// The record type of KEY_UPDATE; the type byte is in the clear (4.1).
 const KEY_UPDATE: u8 = 0x17;
-
-/// `len` bytes that look random (xorshift), from `seed`.
-fn noise(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    let mut bytes = Vec::with_capacity(len + 8);
-    while bytes.len() < len {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        bytes.extend_from_slice(&x.to_le_bytes());
-    }
-    bytes.truncate(len);
-    bytes
-}
 
 fn sha256(path: &Path) -> Vec<u8> {
     Sha256::digest(fs::read(path).unwrap()).to_vec()

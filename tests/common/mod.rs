@@ -410,6 +410,21 @@ pub fn fingerprint_of(name: &str) -> String {
     home.run(&["fingerprint"]).ok().trim().to_string()
 }
 
+/// `len` bytes that look random and do not compress (xorshift64), the
+/// same for the same `seed`.
+pub fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    let mut bytes = Vec::with_capacity(len + 8);
+    while bytes.len() < len {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        bytes.extend_from_slice(&x.to_le_bytes());
+    }
+    bytes.truncate(len);
+    bytes
+}
+
 /// Seconds, for timeouts.
 pub fn secs(n: u64) -> std::time::Duration {
     std::time::Duration::from_secs(n)
