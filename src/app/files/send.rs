@@ -256,21 +256,28 @@ fn interruptible_wait(sender: &crate::net::conversation::Sender, id: u64) -> Off
     let interrupted = Arc::new(AtomicBool::new(false));
     let registered =
         signal_hook::flag::register(signal_hook::consts::SIGINT, Arc::clone(&interrupted));
-    let waiter = {
+    // The report comes through a channel, so that it is seen the moment it
+    // is ready; the timeout only paces the check for Ctrl-C.
+    let (done, report) = std::sync::mpsc::channel();
+    {
         let sender = sender.clone();
-        std::thread::spawn(move || sender.wait_offer(id))
-    };
+        std::thread::spawn(move || done.send(sender.wait_offer(id)));
+    }
     let mut cancelled = false;
-    while !waiter.is_finished() {
+    let report = loop {
+        match report.recv_timeout(std::time::Duration::from_millis(50)) {
+            Ok(report) => break report,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => break OfferReport::default(),
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {}
+        }
         if !cancelled && interrupted.load(Ordering::SeqCst) {
             cancelled = true;
             eprintln!("Cancelling the transfer.");
             let _ = sender.cancel_offer(id);
         }
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
+    };
     if let Ok(registered) = registered {
         signal_hook::low_level::unregister(registered);
     }
-    waiter.join().unwrap_or_default()
+    report
 }
