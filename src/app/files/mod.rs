@@ -6,11 +6,13 @@
 //! * `save_dir.rs`: the save folder as a directory handle; final names,
 //!   never replacing anything.
 //! * `partials.rs`: partial files kept for a resume, and their expiry.
+//! * `writer.rs`: a partial file written on a thread of its own.
 
 mod partials;
 pub mod receive;
 pub mod save_dir;
 pub mod send;
+mod writer;
 
 use indicatif::HumanBytes;
 

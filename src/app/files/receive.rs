@@ -9,8 +9,7 @@
 //! to accept next time.
 
 use std::collections::HashMap;
-use std::fs::File;
-use std::io::{self, Write};
+use std::io;
 use std::ops::RangeInclusive;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -20,6 +19,7 @@ use serde_json::json;
 use super::offer_summary;
 use super::partials;
 use super::save_dir::{PlaceError, SaveDir};
+use super::writer::Writer;
 use crate::app::output::json_event;
 use crate::app::progress::Progress;
 use crate::app::trust_policy::{PeerView, Standing};
@@ -51,7 +51,7 @@ struct OfferFiles {
 struct Current {
     id: u64,
     entry: u16,
-    file: File,
+    writer: Writer,
     partial: String,
     progress: Progress,
     written: u64,
@@ -171,7 +171,7 @@ impl Downloads {
         self.current = Some(Current {
             id,
             entry,
-            file,
+            writer: Writer::new(file)?,
             partial,
             progress,
             written: offset,
@@ -185,7 +185,7 @@ impl Downloads {
             .as_mut()
             .filter(|c| (c.id, c.entry) == (id, entry))
             .ok_or_else(|| io::Error::other("no partial file is open"))?;
-        current.file.write_all(data)?;
+        current.writer.write(data)?;
         current.written += data.len() as u64;
         if self.bars {
             current.progress.update(current.written);
@@ -204,11 +204,10 @@ impl Downloads {
             return SaveOutcome::WriteFailed;
         };
         current.progress.finish();
-        if let Err(e) = current.file.sync_all() {
+        if let Err(e) = current.writer.finish().and_then(|file| file.sync_all()) {
             self.last_problem = Some(e.to_string());
             return SaveOutcome::WriteFailed;
         }
-        drop(current.file);
         let Some(offer) = self.offers.get_mut(&id) else {
             return SaveOutcome::WriteFailed;
         };
@@ -235,8 +234,8 @@ impl Downloads {
                 if let Some(save) = &self.save {
                     save.remove(&current.partial);
                 }
-            } else {
-                let _ = current.file.sync_data();
+            } else if let Ok(file) = current.writer.finish() {
+                let _ = file.sync_data();
             }
         }
     }
