@@ -690,7 +690,7 @@ fn an_arrival_is_announced_and_does_not_take_the_target() {
     bob.wait_for("joined; typed lines still go to ada.");
     wait_prompt(&mut bob, "ada (unverified)> half a line");
     bob.line(" for ada");
-    assert_eq!(ada.message(), "half a line for ada");
+    assert_eq!(ada.message(), "half a line for ada\n");
     // Both write; every row carries its writer's label.
     carol.say("hi from carol");
     ada.say("hi from ada");
@@ -698,7 +698,7 @@ fn an_arrival_is_announced_and_does_not_take_the_target() {
     bob.wait_for("[ada ?] hi from ada");
     // Carol got nothing of Bob's line.
     bob.line("@carol only now");
-    assert_eq!(carol.message(), "only now");
+    assert_eq!(carol.message(), "only now\n");
 }
 
 #[test]
@@ -713,7 +713,7 @@ fn to_and_at_name_route_typed_lines_on_a_terminal() {
     bob.wait_for("joined; typed lines still go to ada.");
     // One line elsewhere; the target stays.
     bob.line("@carol just this one");
-    assert_eq!(carol.message(), "just this one");
+    assert_eq!(carol.message(), "just this one\n");
     wait_prompt(&mut bob, "ada (unverified)> ");
     bob.line("@nobody hello");
     bob.wait_for("not sent: no open conversation is called nobody");
@@ -721,7 +721,7 @@ fn to_and_at_name_route_typed_lines_on_a_terminal() {
     bob.line("/to carol");
     wait_prompt(&mut bob, "carol (unverified)> ");
     bob.line("now to carol");
-    assert_eq!(carol.message(), "now to carol");
+    assert_eq!(carol.message(), "now to carol\n");
     // /who lists both, and where lines go.
     bob.line("/who");
     bob.wait_for("2 open conversations:");
@@ -745,7 +745,7 @@ fn to_and_at_name_route_typed_lines_on_a_terminal() {
     bob.wait_for("not sent: no conversation is chosen");
     // Ada got only what was meant for her.
     bob.line("@ada last");
-    assert_eq!(ada.message(), "last");
+    assert_eq!(ada.message(), "last\n");
 }
 
 #[test]
@@ -782,7 +782,7 @@ fn a_verified_peer_displaces_a_stranger_on_a_terminal() {
     bob.line("/to friend");
     wait_prompt(&mut bob, "friend \u{2713}> ");
     bob.line("hello friend");
-    assert_eq!(friend.message(), "hello friend");
+    assert_eq!(friend.message(), "hello friend\n");
 }
 
 #[test]
@@ -805,7 +805,7 @@ fn two_peers_with_the_same_name_are_told_apart_on_a_terminal() {
     bob.line("/to ada");
     bob.wait_for("2 open conversations are called ada (#1, #2): use the number instead");
     bob.line("@#2 for the second");
-    assert_eq!(second.message(), "for the second");
+    assert_eq!(second.message(), "for the second\n");
     bob.line("for the first");
-    assert_eq!(first.message(), "for the first");
+    assert_eq!(first.message(), "for the first\n");
 }

@@ -893,11 +893,17 @@ impl Repl {
         }
     }
 
+    /// Sends a typed line (or a draft's lines) with its line ending, as
+    /// `chat send` sends each line of its input: a receiver writing into a
+    /// pipe or a file gets lines, not words run together, and a terminal
+    /// or REPL shows no extra blank line.
     fn send(&self, text: String, addressee: &Addressee) {
         let Some((sender, activity)) = self.sender_of(addressee) else {
             return;
         };
-        match sender.send(text.as_bytes()) {
+        let mut line = text.into_bytes();
+        line.push(b'\n');
+        match sender.send(&line) {
             Ok(_) => {
                 if let Some(activity) = activity {
                     activity.touch();
