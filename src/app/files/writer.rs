@@ -3,18 +3,26 @@
 //! cost, `docs/PERFORMANCE.md` "Files") runs beside the decryption and the
 //! SHA-256 on the reader thread instead of after them.
 //!
+//! Every [`WRITEBACK`] bytes it asks the kernel to start writing them to
+//! disk, so that the fsync before a file's rename (a saved file is on disk,
+//! docs/PROTOCOL.md 9.7) waits for the last few MiB instead of the whole
+//! file: the disk works while the data arrives.
+//!
 //! At most [`DEPTH`] chunks wait between the two threads (a few MiB with
 //! 256 KiB records, whatever the file's size), and their buffers are reused.
 //! A write that fails is reported by the next [`Writer::write`] or by
 //! [`Writer::finish`]; nothing after it is written.
 
 use std::fs::File;
-use std::io::{self, Write};
+use std::io::{self, Seek, Write};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::{self, JoinHandle};
 
 /// Chunks that may wait for the writing thread.
 const DEPTH: usize = 4;
+
+/// Bytes written between two requests to start writing back to disk.
+const WRITEBACK: u64 = 8 << 20;
 
 /// A file being written by its own thread.
 pub struct Writer {
@@ -31,8 +39,16 @@ impl Writer {
         let thread = thread::Builder::new()
             .name("chat-write".into())
             .spawn(move || {
+                let mut from = file.stream_position()?;
+                let mut unflushed = 0;
                 for mut chunk in full {
                     file.write_all(&chunk)?;
+                    unflushed += chunk.len() as u64;
+                    if unflushed >= WRITEBACK {
+                        start_writeback(&file, from, unflushed);
+                        from += unflushed;
+                        unflushed = 0;
+                    }
                     chunk.clear();
                     let _ = recycle.try_send(chunk);
                 }
@@ -80,6 +96,25 @@ impl Writer {
     }
 }
 
+/// Asks the kernel to start writing `len` bytes from `from` to disk, without
+/// waiting. Only a head start: the fsync at the end is what counts, so a
+/// failure here changes nothing.
+#[cfg(target_os = "linux")]
+fn start_writeback(file: &File, from: u64, len: u64) {
+    use std::os::fd::AsRawFd;
+    let (Ok(from), Ok(len)) = (i64::try_from(from), i64::try_from(len)) else {
+        return;
+    };
+    // SAFETY: a plain system call on a file descriptor that `file` keeps
+    // open; it reads no memory of ours.
+    unsafe {
+        libc::sync_file_range(file.as_raw_fd(), from, len, libc::SYNC_FILE_RANGE_WRITE);
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn start_writeback(_: &File, _: u64, _: u64) {}
+
 impl Drop for Writer {
     fn drop(&mut self) {
         let _ = self.stop();
@@ -89,7 +124,7 @@ impl Drop for Writer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io::{Read, Seek, SeekFrom};
+    use std::io::{Read, SeekFrom};
 
     #[test]
     fn everything_written_in_order_then_the_file_back() {
