@@ -695,6 +695,51 @@ fn ctrl_c_in_chat_send_withdraws_the_offer_on_both_ends() {
     assert!(fs::read_dir(&dir).unwrap().next().is_none());
 }
 
+/// `/send` in the REPL takes names with spaces, quoted or escaped as in a
+/// shell; an unclosed quote is one line of error. Each offer ends with the
+/// peer's verdict, and no status row is left above the prompt.
+#[test]
+fn the_repl_sends_files_whose_names_have_spaces() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let dir = downloads(&bob);
+    let server = receiver(&bob, &dir, &["--once", "--accept-files=any"]);
+    let target = format!("127.0.0.1:{}", server.port());
+    let mut repl =
+        common::pty::Pty::chat(&ada, &["connect", &target, "--accept-new", "--name", "ada"]);
+    let (first, second) = (ada.file("my report.bin"), ada.file("second  copy.bin"));
+    fs::write(&first, bytes(300_000, 5)).unwrap();
+    fs::write(&second, bytes(1000, 6)).unwrap();
+    let (first, second) = (first.to_str().unwrap(), second.to_str().unwrap());
+    assert!(!first.contains(['"', '\\']) && !second.contains(['"', '\\', '\'']));
+    repl.wait_for("Type /help for commands.");
+
+    repl.line(&format!("/send \"{first}"));
+    repl.wait_for("not sent: a \" is never closed");
+    repl.line(&format!("/send \"{first}\""));
+    repl.wait_for("saved my report.bin (SHA-256 verified).");
+    repl.line(&format!("/send {}", second.replace(' ', "\\ ")));
+    repl.wait_for("saved second  copy.bin (SHA-256 verified).");
+    let screen = repl.screen();
+    assert!(
+        !screen.iter().any(|row| row.starts_with("sending ")),
+        "{screen:#?}"
+    );
+    assert_eq!(repl.cursor_row(), "bob \u{2713}>", "{screen:#?}");
+    repl.line("/quit");
+    assert_eq!(repl.exit_code(), 0);
+    server.finish(secs(20));
+    assert_eq!(
+        tree(&dir),
+        [
+            ("my report.bin".to_string(), bytes(300_000, 5)),
+            ("second  copy.bin".to_string(), bytes(1000, 6)),
+        ]
+    );
+}
+
 /// Bob's side of the in-process engine test: takes every offer, counts
 /// the file's bytes (slowly, like a busy disk), and notes how many had
 /// arrived when a message arrived.

@@ -178,3 +178,116 @@ fn nothing_is_drawn_without_a_terminal() {
     let _ = stderr;
     server.finish(secs(20)).ok();
 }
+
+/// In the REPL, a file on its way has a status row just above the prompt
+/// (name, bytes, rate, time left), redrawn as it goes, under which the
+/// half-typed line survives; the row goes when the peer's verdict comes.
+/// Takes about 3 s (a transfer held to 8 MiB/s):
+/// `cargo test --release --test progress -- --ignored`.
+#[test]
+#[ignore = "3 s; run with --ignored"]
+fn the_repl_shows_a_status_row_while_it_sends() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let server = receiver(&bob);
+    let (proxy, _) = throttling_proxy(server.port());
+    let file = ada.file("big file.bin");
+    std::fs::write(&file, vec![7u8; SIZE]).unwrap();
+    let mut repl = common::pty::Pty::chat(
+        &ada,
+        &[
+            "connect",
+            &format!("127.0.0.1:{proxy}"),
+            "--accept-new",
+            "--name",
+            "ada",
+        ],
+    );
+    repl.wait_for("Type /help for commands.");
+    repl.line(&format!("/send '{}'", file.display()));
+    let first = repl.wait_until("a status row", |pty| {
+        let row = pty.row_above_cursor();
+        row.starts_with("sending big file.bin to bob: ")
+            .then_some(row)
+    });
+    assert!(first.contains("/24.0 MiB ("), "{first}");
+    repl.send(b"half typed");
+    // Drawn again, with a rate and the time left, the line kept.
+    let later = repl.wait_until("a status row with a rate", |pty| {
+        let row = pty.row_above_cursor();
+        (row != first && row.contains("/s, ") && row.ends_with(" left")).then_some(row)
+    });
+    assert_eq!(repl.cursor_row(), "bob \u{2713}> half typed", "{later}");
+    repl.wait_for("saved big file.bin (SHA-256 verified).");
+    repl.wait_until("the status row gone", |pty| {
+        (!pty.screen().iter().any(|r| r.starts_with("sending "))).then_some(())
+    });
+    assert_eq!(repl.cursor_row(), "bob \u{2713}> half typed");
+    assert!(repl.soft_wrapped_rows().is_empty());
+    // Ctrl-U: the half-typed line is not sent.
+    repl.send(b"\x15");
+    repl.line("/quit");
+    assert_eq!(repl.exit_code(), 0);
+    server.finish(secs(20)).ok();
+}
+
+/// The same for a file we accept in the REPL.
+/// `cargo test --release --test progress -- --ignored`.
+#[test]
+#[ignore = "3 s; run with --ignored"]
+fn the_repl_shows_a_status_row_while_it_receives() {
+    let (bob, ada) = (
+        TestHome::with_identity("responder"),
+        TestHome::with_identity("initiator"),
+    );
+    let downloads = bob.file("downloads");
+    std::fs::create_dir(&downloads).unwrap();
+    let mut repl = common::pty::Pty::chat(
+        &bob,
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--name",
+            "bob",
+            "--accept-new",
+            "--save-dir",
+            downloads.to_str().unwrap(),
+        ],
+    );
+    let (proxy, _) = throttling_proxy(repl.port());
+    let file = ada.file("big file.bin");
+    std::fs::write(&file, vec![7u8; SIZE]).unwrap();
+    let mut command = ada.chat();
+    command
+        .args([
+            "send",
+            &format!("127.0.0.1:{proxy}"),
+            "--accept-new",
+            "--name",
+            "ada",
+            "--file",
+        ])
+        .arg(&file)
+        .stdin(Stdio::null());
+    let sender = Running::spawn(command);
+    repl.wait_for("ada offers big file.bin (24.00 MiB): /accept 1 or /reject 1");
+    repl.line("/accept 1");
+    repl.wait_until("a status row with a rate", |pty| {
+        let row = pty.row_above_cursor();
+        (row.starts_with("receiving big file.bin from ada: ") && row.ends_with(" left"))
+            .then_some(row)
+    });
+    repl.wait_for("Saved big file.bin from ada");
+    repl.wait_until("the status row gone", |pty| {
+        (!pty.screen().iter().any(|r| r.starts_with("receiving "))).then_some(())
+    });
+    let outcome = sender.finish(secs(30));
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(
+        std::fs::read(downloads.join("big file.bin")).unwrap().len(),
+        SIZE
+    );
+}

@@ -20,13 +20,13 @@ use indicatif::{HumanBytes, HumanDuration, ProgressBar, ProgressDrawTarget, Prog
 
 /// How long a transfer runs before its progress is shown: long enough that
 /// the rate is measured over a second after the buffers filled.
-const SHOW_AFTER: Duration = Duration::from_millis(1500);
+pub(crate) const SHOW_AFTER: Duration = Duration::from_millis(1500);
 
 /// The longest stretch of time the rate is measured over.
 const WINDOW: Duration = Duration::from_secs(3);
 
 /// How often the drawn rate and ETA change.
-const REDRAW: Duration = Duration::from_millis(250);
+pub(crate) const REDRAW: Duration = Duration::from_millis(250);
 
 /// Progress of one transfer.
 pub struct Progress {
@@ -117,7 +117,7 @@ fn describe_rate(rate: Option<f64>, remaining: u64) -> String {
 /// The rate of a transfer over the recent two thirds of its time so far, at most
 /// [`WINDOW`]: positions sampled as they come, old ones dropped.
 #[derive(Debug, Default)]
-struct RateWindow {
+pub(crate) struct RateWindow {
     /// (time since the start, bytes done), oldest first, at least 50 ms apart.
     samples: VecDeque<(Duration, u64)>,
 }
@@ -125,7 +125,7 @@ struct RateWindow {
 impl RateWindow {
     const SPACING: Duration = Duration::from_millis(50);
 
-    fn record(&mut self, at: Duration, done: u64) {
+    pub(crate) fn record(&mut self, at: Duration, done: u64) {
         if self.samples.is_empty() {
             self.samples.push_back((Duration::ZERO, 0));
         }
@@ -142,7 +142,7 @@ impl RateWindow {
     /// Bytes per second between the sample nearest `now - window` and the
     /// newest, where the window is two thirds of the time so far, at most
     /// [`WINDOW`].
-    fn per_second(&self, now: Duration) -> Option<f64> {
+    pub(crate) fn per_second(&self, now: Duration) -> Option<f64> {
         let window = (now * 2 / 3).min(WINDOW);
         let since = now.checked_sub(window)?;
         let &(end_at, end_done) = self.samples.back()?;

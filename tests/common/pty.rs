@@ -173,6 +173,16 @@ impl Pty {
         self.screen()[usize::from(row)].clone()
     }
 
+    /// The row just above the cursor's (where the REPL draws its status
+    /// rows), or "" if the cursor is in the top row.
+    pub fn row_above_cursor(&self) -> String {
+        let (row, _) = self.parser.screen().cursor_position();
+        match usize::from(row).checked_sub(1) {
+            Some(above) => self.screen()[above].clone(),
+            None => String::new(),
+        }
+    }
+
     /// The screen, for failure messages.
     pub fn dump(&mut self) -> String {
         let history = self.history();

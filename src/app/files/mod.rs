@@ -26,6 +26,29 @@ pub fn human_size(bytes: u64) -> String {
 /// An offer in a few words, its names neutralised: "report.pdf (2.1 MiB)",
 /// "photos (12 files, 30 MiB)", "a.txt, b.txt (2 files, 3 B)".
 pub fn offer_summary(manifest: &Manifest) -> String {
+    let size = human_size(manifest.total());
+    match names(manifest) {
+        (name, None) => format!("{name} ({size})"),
+        (names, Some(count)) => format!("{names} ({count} files, {size})"),
+    }
+}
+
+/// An offer's names, neutralised, without sizes: "report.pdf",
+/// "photos (12 files)".
+pub fn offer_names(manifest: &Manifest) -> String {
+    match names(manifest) {
+        (name, None) => name,
+        (names, Some(count)) => format!("{names} ({count} files)"),
+    }
+}
+
+/// The names an offer is shown by, and how many files it holds if more
+/// than one.
+fn names(manifest: &Manifest) -> (String, Option<usize>) {
+    if manifest.len() == 1 {
+        // One file: its full path (a file inside a folder shows the folder).
+        return (describe(manifest.entries()).remove(0), None);
+    }
     let tops = manifest.top_level();
     let shown: Vec<String> = tops
         .iter()
@@ -36,12 +59,5 @@ pub fn offer_summary(manifest: &Manifest) -> String {
     if tops.len() > 3 {
         names.push_str(&format!(" and {} more", tops.len() - 3));
     }
-    let size = human_size(manifest.total());
-    if manifest.len() == 1 {
-        // One file: its full path (a file inside a folder shows the folder).
-        let name = describe(manifest.entries()).remove(0);
-        format!("{name} ({size})")
-    } else {
-        format!("{names} ({} files, {size})", manifest.len())
-    }
+    (names, Some(manifest.len()))
 }

@@ -30,6 +30,25 @@ use crate::transfer::{FileHasher, Manifest, RejectReason, SaveOutcome, Verdict, 
 /// Shows the user an offer to answer (the REPL).
 pub type Ask = Arc<dyn Fn(u64, &Manifest) + Send + Sync>;
 
+/// What a progress display (the REPL's) is told about offers.
+#[derive(Debug)]
+pub enum TransferEvent<'a> {
+    /// `done` bytes of the peer's offer `id` have arrived (resumed ones
+    /// included); `manifest`, the first time a file of it opens.
+    Arriving {
+        id: u64,
+        done: u64,
+        manifest: Option<&'a Manifest>,
+    },
+    /// Nothing more will arrive of the peer's offer.
+    IncomingOver(u64),
+    /// Our offer is over.
+    OutgoingOver(u64),
+}
+
+/// Told of [`TransferEvent`]s, on the conversation's reader thread.
+pub type Watch = Arc<dyn Fn(TransferEvent<'_>) + Send + Sync>;
+
 /// Where received files go: `--save-dir`, else the platform's download
 /// folder, else the current folder.
 pub fn save_dir(chosen: Option<&Path>) -> PathBuf {
@@ -179,7 +198,8 @@ impl Downloads {
         Ok(())
     }
 
-    fn write(&mut self, id: u64, entry: u16, data: &[u8]) -> io::Result<()> {
+    /// Writes `data` to the file arriving; returns the bytes of it written.
+    fn write(&mut self, id: u64, entry: u16, data: &[u8]) -> io::Result<u64> {
         let current = self
             .current
             .as_mut()
@@ -190,7 +210,7 @@ impl Downloads {
         if self.bars {
             current.progress.update(current.written);
         }
-        Ok(())
+        Ok(current.written)
     }
 
     fn save_file(&mut self, id: u64, entry: u16) -> SaveOutcome {
@@ -251,6 +271,11 @@ pub struct WithFiles<H> {
     json: bool,
     /// With a user to ask (the REPL): shows an offer and how to answer it.
     ask: Option<Ask>,
+    /// Told how offers arrive and end (the REPL's status rows).
+    watch: Option<Watch>,
+    /// The offer arriving, for `watch`: its number and where each of its
+    /// files starts in its bytes.
+    starts: Option<(u64, Vec<u64>)>,
 }
 
 impl<H: Handler> WithFiles<H> {
@@ -273,7 +298,40 @@ impl<H: Handler> WithFiles<H> {
             say,
             json,
             ask,
+            watch: None,
+            starts: None,
         }
+    }
+
+    /// Tells `watch` how offers arrive and end.
+    pub fn watched(mut self, watch: Watch) -> Self {
+        self.watch = Some(watch);
+        self
+    }
+
+    /// Where file `entry` of offer `id` starts in the offer's bytes, for
+    /// `watch`; the offer's manifest too, if it is new.
+    fn start_of(&mut self, id: u64, entry: u16) -> (u64, Option<Manifest>) {
+        let mut manifest = None;
+        if self.starts.as_ref().is_none_or(|(offer, _)| *offer != id) {
+            manifest = self.downloads().offers.get(&id).map(|o| o.manifest.clone());
+            let starts = manifest
+                .iter()
+                .flat_map(|m| m.entries())
+                .scan(0u64, |sum, e| {
+                    let start = *sum;
+                    *sum += e.size;
+                    Some(start)
+                })
+                .collect();
+            self.starts = Some((id, starts));
+        }
+        let start = self
+            .starts
+            .as_ref()
+            .and_then(|(_, starts)| starts.get(usize::from(entry)).copied())
+            .unwrap_or(0);
+        (start, manifest)
     }
 
     fn downloads(&self) -> std::sync::MutexGuard<'_, Downloads> {
@@ -386,11 +444,29 @@ impl<H: Handler> Handler for WithFiles<H> {
                 "Resuming {name} from {who} at byte {offset} of {size} (the prefix's SHA-256 matched)."
             ));
         }
-        self.downloads().open(id, entry, path, size, offset)
+        self.downloads().open(id, entry, path, size, offset)?;
+        if let Some(watch) = self.watch.clone() {
+            let (start, manifest) = self.start_of(id, entry);
+            watch(TransferEvent::Arriving {
+                id,
+                done: start + offset,
+                manifest: manifest.as_ref(),
+            });
+        }
+        Ok(())
     }
 
     fn file_write(&mut self, id: u64, entry: u16, data: &[u8]) -> io::Result<()> {
-        self.downloads().write(id, entry, data)
+        let written = self.downloads().write(id, entry, data)?;
+        if let Some(watch) = self.watch.clone() {
+            let (start, _) = self.start_of(id, entry);
+            watch(TransferEvent::Arriving {
+                id,
+                done: start + written,
+                manifest: None,
+            });
+        }
+        Ok(())
     }
 
     fn file_save(&mut self, id: u64, entry: u16) -> SaveOutcome {
@@ -471,6 +547,12 @@ impl<H: Handler> Handler for WithFiles<H> {
             }
             FileNotice::IncomingFinished { id } => {
                 self.downloads().forget(id);
+                if self.starts.as_ref().is_some_and(|(offer, _)| *offer == id) {
+                    self.starts = None;
+                }
+                if let Some(watch) = &self.watch {
+                    watch(TransferEvent::IncomingOver(id));
+                }
                 return;
             }
             FileNotice::Accepted { id } => format!("{who} accepted offer #{id}."),
@@ -492,6 +574,9 @@ impl<H: Handler> Handler for WithFiles<H> {
             }
             FileNotice::OutgoingFinished { id } => {
                 self.downloads().sent.remove(&id);
+                if let Some(watch) = &self.watch {
+                    watch(TransferEvent::OutgoingOver(id));
+                }
                 return;
             }
             FileNotice::ReceiverCancelled { id, reason } => {

@@ -2,16 +2,100 @@
 //! `/cancel [N]`, and Ctrl-C on an empty line, which cancels every
 //! transfer in progress. Offers from the peer are shown by the
 //! conversation's handler (`app/files/receive.rs`) with how to answer them.
+//!
+//! `/send` takes its paths as a shell would split them: words between
+//! spaces, with `"…"`, `'…'` and `\` for names with spaces (no variables,
+//! no wildcards).
 
+use std::fmt;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use super::conversations::Addressee;
+use super::transfers::Direction;
 use super::{Repl, Ui};
-use crate::app::files::offer_summary;
+use crate::app::files::{offer_names, offer_summary};
 use crate::app::receive;
 use crate::sanitize;
 use crate::transfer::RejectReason;
+
+/// Why the words of a `/send` line could not be read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QuoteError {
+    /// A `"` or `'` that is never closed.
+    Unclosed(char),
+    /// A `\` with nothing after it.
+    TrailingBackslash,
+}
+
+impl fmt::Display for QuoteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            QuoteError::Unclosed(quote) => {
+                write!(f, "a {quote} is never closed; close it after the name")
+            }
+            QuoteError::TrailingBackslash => {
+                write!(f, "the line ends in a lone \\; write \\\\ for a backslash")
+            }
+        }
+    }
+}
+
+/// The words of `text` as a shell splits them (without expanding
+/// anything): whitespace separates words; `'…'` keeps everything inside
+/// as it is; `"…"` too, except that `\"` and `\\` stand for `"` and `\`;
+/// elsewhere `\` makes the next character plain (`my\ file.pdf`). Quotes
+/// may join a word's parts (`"my file".pdf`), and `""` is an empty word.
+pub fn words(text: &str) -> Result<Vec<String>, QuoteError> {
+    let mut words = Vec::new();
+    // The word being read, if one has begun (a word may be empty: "").
+    let mut word: Option<String> = None;
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            c if c.is_whitespace() => {
+                if let Some(done) = word.take() {
+                    words.push(done);
+                }
+            }
+            '\'' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('\'') => break,
+                        Some(c) => word.push(c),
+                        None => return Err(QuoteError::Unclosed('\'')),
+                    }
+                }
+            }
+            '"' => {
+                let word = word.get_or_insert_with(String::new);
+                loop {
+                    match chars.next() {
+                        Some('"') => break,
+                        Some('\\') => match chars.next() {
+                            Some(c @ ('"' | '\\')) => word.push(c),
+                            Some(c) => {
+                                word.push('\\');
+                                word.push(c);
+                            }
+                            None => return Err(QuoteError::Unclosed('"')),
+                        },
+                        Some(c) => word.push(c),
+                        None => return Err(QuoteError::Unclosed('"')),
+                    }
+                }
+            }
+            '\\' => match chars.next() {
+                Some(c) => word.get_or_insert_with(String::new).push(c),
+                None => return Err(QuoteError::TrailingBackslash),
+            },
+            c => word.get_or_insert_with(String::new).push(c),
+        }
+    }
+    words.extend(word);
+    Ok(words)
+}
 
 /// An offer number as typed: "3" or "#3".
 fn offer_number(text: Option<&str>) -> Option<u64> {
@@ -54,7 +138,38 @@ impl Repl {
             Addressee::Conversation(id) => self.shared.lock().downloads.get(id).cloned(),
             _ => None,
         };
-        let progress: crate::net::conversation::Progress = Arc::new(|_| {});
+        // Bytes sent so far go to the offer's status row, once its number
+        // is known (the peer must accept before any byte goes).
+        let offer: Arc<OnceLock<u64>> = Arc::new(OnceLock::new());
+        let progress: crate::net::conversation::Progress = match addressee {
+            Addressee::Conversation(conversation) => {
+                let (shared, offer, conversation) = (
+                    Arc::downgrade(&self.shared),
+                    Arc::clone(&offer),
+                    *conversation,
+                );
+                Arc::new(move |done| {
+                    if let (Some(shared), Some(&id)) = (shared.upgrade(), offer.get()) {
+                        shared.transfer_progress((conversation, Direction::Sending, id), done);
+                    }
+                })
+            }
+            _ => Arc::new(|_| {}),
+        };
+        let row = match addressee {
+            Addressee::Conversation(conversation) => {
+                let to = self
+                    .shared
+                    .lock()
+                    .conversations
+                    .get(*conversation)
+                    .map(|entry| entry.name())
+                    .unwrap_or_default();
+                Some((*conversation, offer_names(&manifest), to))
+            }
+            _ => None,
+        };
+        let total = manifest.total();
         // The downloads' lock is held over the offer, so that the peer's
         // answer (on the reader thread) finds the offer's names.
         let guard = downloads
@@ -62,6 +177,13 @@ impl Repl {
             .map(|d| d.lock().unwrap_or_else(|p| p.into_inner()));
         match sender.offer(picked.manifest, picked.files, progress) {
             Ok(id) => {
+                // Still under the downloads' lock: the offer's end (on the
+                // reader thread) cannot come before its row is added.
+                if let Some((conversation, names, to)) = row {
+                    let key = (conversation, Direction::Sending, id);
+                    self.shared.transfer_added(key, names, to, total);
+                    let _ = offer.set(id);
+                }
                 if let Some(mut guard) = guard {
                     guard.sending(id, manifest);
                 }
@@ -178,5 +300,69 @@ impl Repl {
             }
         }
         cancelled
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn send_splits_its_paths_as_a_shell_would() {
+        let ok: &[(&str, &[&str])] = &[
+            ("", &[]),
+            ("   ", &[]),
+            ("a.txt", &["a.txt"]),
+            ("  a.txt   b.txt ", &["a.txt", "b.txt"]),
+            ("\"my file.pdf\"", &["my file.pdf"]),
+            ("'x y'", &["x y"]),
+            ("my\\ file.pdf", &["my file.pdf"]),
+            ("a\\ \\ b", &["a  b"]),
+            ("\"my file\".pdf other", &["my file.pdf", "other"]),
+            ("pre'  'post", &["pre  post"]),
+            ("\"\"", &[""]),
+            ("'' x", &["", "x"]),
+            // Inside '…' nothing is special.
+            ("'a\\ \"b'", &["a\\ \"b"]),
+            // Inside "…" only \" and \\ are.
+            ("\"a\\\"b\\\\c\\d\"", &["a\"b\\c\\d"]),
+            ("\"it's\"", &["it's"]),
+            ("'say \"hi\"'", &["say \"hi\""]),
+            ("\\'quoted\\'", &["'quoted'"]),
+            ("~/my\\ docs/x", &["~/my docs/x"]),
+            ("a\tb", &["a", "b"]),
+            (
+                "caf\u{e9} \u{65e5}\u{672c}",
+                &["caf\u{e9}", "\u{65e5}\u{672c}"],
+            ),
+            // A trailing escaped space belongs to the name.
+            ("a\\ ", &["a "]),
+        ];
+        for (typed, expected) in ok {
+            assert_eq!(
+                words(typed).as_deref(),
+                Ok(expected
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect::<Vec<_>>()
+                    .as_slice()),
+                "{typed:?}"
+            );
+        }
+        let bad: &[(&str, QuoteError)] = &[
+            ("\"my file.pdf", QuoteError::Unclosed('"')),
+            ("a 'b", QuoteError::Unclosed('\'')),
+            ("\"a\\\"", QuoteError::Unclosed('"')),
+            ("\"a\\", QuoteError::Unclosed('"')),
+            ("'it\\'s'", QuoteError::Unclosed('\'')),
+            ("a\\", QuoteError::TrailingBackslash),
+        ];
+        for (typed, expected) in bad {
+            assert_eq!(words(typed), Err(*expected), "{typed:?}");
+        }
+        assert_eq!(
+            QuoteError::Unclosed('"').to_string(),
+            "a \" is never closed; close it after the name"
+        );
     }
 }

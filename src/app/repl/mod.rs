@@ -8,7 +8,8 @@
 //!   marker, wrapping to the terminal's width);
 //! - [`conversations`]: the open conversations and where lines go;
 //! - [`incoming`]: a conversation's events on the screen;
-//! - [`throttle`]: the listener's log lines, rate-limited.
+//! - [`throttle`]: the listener's log lines, rate-limited;
+//! - [`transfers`]: files on their way, as status rows above the prompt.
 //!
 //! This file holds the loop and the commands. One thread reads the
 //! keyboard and runs commands; conversations' reader threads print through
@@ -23,8 +24,9 @@ mod line;
 mod screen;
 mod terminal;
 mod throttle;
+mod transfers;
 
-use std::io;
+use std::io::{self, IsTerminal};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
@@ -35,8 +37,11 @@ use self::keys::Key;
 use self::line::Edit;
 use self::terminal::{Event, Keyboard, RawMode, Screen, Waker};
 use self::throttle::Throttle;
-use super::files::offer_summary;
-use super::files::receive::{Ask, Downloads, FileSettings, WithFiles, for_conversation};
+use self::transfers::{Direction, Transfers};
+use super::files::receive::{
+    Ask, Downloads, FileSettings, TransferEvent, Watch, WithFiles, for_conversation,
+};
+use super::files::{offer_names, offer_summary};
 use super::receive::{self, Spool};
 use super::routing::{self, Routed};
 use super::trust_policy::PeerView;
@@ -109,7 +114,8 @@ Type a message and press Enter to send it. Commands:
   /save [PATH]       write the last message too large for the screen to a new file
                      (without PATH: into the save folder, where received files go)
   /invite            a one-time invite (chat serve --relay): whoever uses it is pinned as verified
-  /send PATH...      offer files and folders to the peer (names with spaces: one per /send)
+  /send PATH...      offer files and folders to the peer; quote names with spaces
+                     (\"my file.pdf\", 'my file.pdf' or my\\ file.pdf)
   /accept N          accept the peer's offer N (files go to the save folder)
   /reject N          reject the peer's offer N
   /cancel [N]        cancel offer N, or every transfer with this peer (Ctrl-C does the same)
@@ -218,6 +224,10 @@ pub struct Shared {
     throttle: Mutex<Throttle>,
     settings: Settings,
     commands: Box<dyn Commands>,
+    /// Files on their way; locked after `ui` when both are.
+    transfers: Mutex<Transfers>,
+    /// Standard output is a terminal: transfers have status rows.
+    status: bool,
 }
 
 impl Shared {
@@ -239,6 +249,67 @@ impl Shared {
         ui.screen.print(&rows)
     }
 
+    fn transfers(&self) -> MutexGuard<'_, Transfers> {
+        self.transfers.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Transfer `key` (`total` bytes of the files `names` with `peer`,
+    /// both safe for the terminal) may begin: its row appears once it has
+    /// run for a while.
+    fn transfer_added(&self, key: transfers::Key, names: String, peer: String, total: u64) {
+        if self.status {
+            self.transfers().add(key, names, peer, total);
+        }
+    }
+
+    /// `done` bytes of transfer `key` have gone: its row is drawn again if
+    /// it is time.
+    fn transfer_progress(&self, key: transfers::Key, done: u64) {
+        if self.status && self.transfers().update(key, done, Instant::now()) {
+            self.draw_status();
+        }
+    }
+
+    /// Transfer `key` is over: its row goes (its outcome is a notice).
+    fn transfer_over(&self, key: transfers::Key) {
+        if self.status && self.transfers().remove(key) {
+            self.draw_status();
+        }
+    }
+
+    /// What conversation `id`'s handler tells about the peer's offers
+    /// arriving and ours ending.
+    fn transfer_event(&self, id: Id, view: &Mutex<PeerView>, event: TransferEvent<'_>) {
+        match event {
+            TransferEvent::Arriving {
+                id: offer,
+                done,
+                manifest,
+            } => {
+                let key = (id, Direction::Receiving, offer);
+                if let Some(manifest) = manifest {
+                    let from = screen::name(&view.lock().unwrap_or_else(|p| p.into_inner()));
+                    self.transfer_added(key, offer_names(manifest), from, manifest.total());
+                }
+                self.transfer_progress(key, done);
+            }
+            TransferEvent::IncomingOver(offer) => {
+                self.transfer_over((id, Direction::Receiving, offer))
+            }
+            TransferEvent::OutgoingOver(offer) => {
+                self.transfer_over((id, Direction::Sending, offer))
+            }
+        }
+    }
+
+    /// Draws the status rows as the transfers are now.
+    fn draw_status(&self) {
+        let mut ui = self.lock();
+        let width = ui.screen.width();
+        let rows = self.transfers().rows(Instant::now(), width);
+        let _ = ui.screen.set_status(rows);
+    }
+
     /// Keeps a message that was too large for the screen, for `/save`.
     fn keep(&self, kept: Kept) {
         self.lock().kept = Some(Arc::new(kept));
@@ -250,6 +321,10 @@ impl Shared {
         {
             let mut ui = self.lock();
             ui.downloads.remove(&id);
+            if self.transfers().remove_conversation(id) {
+                let rows = self.transfers().rows(Instant::now(), ui.screen.width());
+                let _ = ui.screen.set_status(rows);
+            }
             if let Some(entry) = ui.conversations.remove(id) {
                 let name = entry.name();
                 let ended = Addressee::Ended(name.clone());
@@ -303,6 +378,8 @@ impl Repl {
             throttle: Mutex::new(Throttle::new(Instant::now())),
             settings,
             commands,
+            transfers: Mutex::new(Transfers::default()),
+            status: io::stdout().is_terminal(),
         });
         Ok((
             Self { shared },
@@ -400,7 +477,7 @@ impl Repl {
             (id, arrival)
         };
         let handler = Incoming::new(id, Arc::clone(&view), Arc::clone(&self.shared));
-        let (handler, downloads) = self.with_files(handler, &view);
+        let (handler, downloads) = self.with_files(id, handler, &view);
         let mut connected = connected;
         connected
             .established
@@ -457,10 +534,12 @@ impl Repl {
         let _ = ui.refresh_prompt();
     }
 
-    /// The conversation's handler, with files: offers are shown with how
-    /// to answer them, and notices go above the prompt.
+    /// Conversation `id`'s handler, with files: offers are shown with how
+    /// to answer them, notices go above the prompt, and files on their way
+    /// have status rows.
     fn with_files(
         &self,
+        id: Id,
         handler: Incoming,
         view: &Arc<Mutex<PeerView>>,
     ) -> (WithFiles<Incoming>, Arc<Mutex<Downloads>>) {
@@ -483,7 +562,15 @@ impl Repl {
             accept: self.shared.settings.accept_files,
             json: false,
         };
-        for_conversation(handler, settings, view, notice, Some(ask))
+        let (handler, downloads) = for_conversation(handler, settings, view, notice, Some(ask));
+        let shared = Arc::downgrade(&self.shared);
+        let view = Arc::clone(view);
+        let watch: Watch = Arc::new(move |event| {
+            if let Some(shared) = shared.upgrade() {
+                shared.transfer_event(id, &view, event);
+            }
+        });
+        (handler.watched(watch), downloads)
     }
 
     /// Whether the user is leaving.
@@ -734,7 +821,8 @@ impl Repl {
                 Ok(lines) => self.notice(lines),
                 Err(e) => self.notice(format!("chat: {e}")),
             },
-            Input::Send(paths) => self.send_files(&paths, &addressee),
+            Input::Send(Ok(paths)) => self.send_files(&paths, &addressee),
+            Input::Send(Err(e)) => self.notice(format!("not sent: {e}")),
             Input::Accept(offer) => self.answer(offer.as_deref(), &addressee, true),
             Input::Reject(offer) => self.answer(offer.as_deref(), &addressee, false),
             Input::Cancel(offer) => self.cancel(offer.as_deref(), &addressee),
@@ -987,7 +1075,7 @@ enum Input {
     Trust(Option<String>),
     Save(Option<String>),
     Invite,
-    Send(Vec<String>),
+    Send(Result<Vec<String>, files::QuoteError>),
     Accept(Option<String>),
     Reject(Option<String>),
     Cancel(Option<String>),
@@ -1020,11 +1108,8 @@ fn parse(line: &str) -> Input {
         "fingerprint" => Input::Fingerprint,
         "trust" => Input::Trust(argument),
         "save" => Input::Save(argument),
-        "send" => Input::Send(
-            argument
-                .map(|a| a.split_whitespace().map(str::to_string).collect())
-                .unwrap_or_default(),
-        ),
+        // The words as typed, quotes and escapes and all.
+        "send" => Input::Send(files::words(&command[word.len()..])),
         "accept" => Input::Accept(argument),
         "reject" => Input::Reject(argument),
         "cancel" => Input::Cancel(argument),
@@ -1089,6 +1174,17 @@ mod tests {
         assert_eq!(parse("/to carol"), Input::To(Some("carol".into())));
         assert_eq!(parse("/to"), Input::To(None));
         assert_eq!(parse("/who"), Input::Who);
+        assert_eq!(parse("/send"), Input::Send(Ok(vec![])));
+        assert_eq!(
+            parse("/send \"my file.pdf\" b\\ c 'd e'"),
+            Input::Send(Ok(vec!["my file.pdf".into(), "b c".into(), "d e".into()]))
+        );
+        // The line as typed: a trailing escaped space is kept.
+        assert_eq!(parse("/send a\\ "), Input::Send(Ok(vec!["a ".into()])));
+        assert_eq!(
+            parse("/send \"my file.pdf"),
+            Input::Send(Err(files::QuoteError::Unclosed('"')))
+        );
         assert!(continues("a \\"));
         assert!(!continues("a \\\\"));
     }

@@ -306,7 +306,8 @@ impl Drop for Keyboard {
     }
 }
 
-/// What is on the terminal: the rows printed so far scroll up, and the
+/// What is on the terminal: the rows printed so far scroll up, then come
+/// the status rows (files on their way, see [`super::transfers`]), and the
 /// last row is the prompt with the line being typed.
 pub struct Screen {
     prompt: String,
@@ -315,6 +316,10 @@ pub struct Screen {
     /// Whether the prompt row is drawn (false before the REPL starts
     /// reading and after it stops: rows are then printed plainly).
     active: bool,
+    /// The status rows, each fitting the terminal, no control characters.
+    status: Vec<String>,
+    /// How many status rows are on the terminal, just above the prompt.
+    drawn: usize,
 }
 
 impl Screen {
@@ -324,6 +329,8 @@ impl Screen {
             prompt,
             line: Line::default(),
             active: false,
+            status: Vec::new(),
+            drawn: 0,
         }
     }
 
@@ -332,16 +339,19 @@ impl Screen {
         width()
     }
 
-    /// Starts (or stops) drawing the prompt row.
+    /// Starts (or stops) drawing the prompt row and the status rows.
     pub fn set_active(&mut self, active: bool) -> io::Result<()> {
         if self.active == active {
             return Ok(());
         }
-        self.active = active;
         if active {
-            self.redraw()
+            self.active = true;
+            self.draw_below(String::new())
         } else {
-            write_out(b"\r\x1b[K")
+            let mut out = String::new();
+            self.clear_below(&mut out);
+            self.active = false;
+            write_out(out.as_bytes())
         }
     }
 
@@ -359,6 +369,21 @@ impl Screen {
         self.redraw()
     }
 
+    /// Changes the status rows (drawing them again if they changed). Each
+    /// row must already fit the terminal and hold no control characters.
+    pub fn set_status(&mut self, rows: Vec<String>) -> io::Result<()> {
+        if rows == self.status {
+            return Ok(());
+        }
+        self.status = rows;
+        if !self.active {
+            return Ok(());
+        }
+        let mut out = String::new();
+        self.clear_below(&mut out);
+        self.draw_below(out)
+    }
+
     fn prompt_row(&self, out: &mut String) {
         let (row, column) = self.line.render(&self.prompt, screen::budget(self.width()));
         out.push('\r');
@@ -367,6 +392,34 @@ impl Screen {
         if column > 0 {
             out.push_str(&format!("\x1b[{column}C"));
         }
+    }
+
+    /// Moves from the prompt row to the first status row drawn, and clears
+    /// from there to the end of the screen.
+    fn clear_below(&mut self, out: &mut String) {
+        if !self.active {
+            return;
+        }
+        out.push('\r');
+        if self.drawn > 0 {
+            out.push_str(&format!("\x1b[{}A", self.drawn));
+        }
+        out.push_str("\x1b[J");
+        self.drawn = 0;
+    }
+
+    /// Appends the status rows and the prompt row to `out` (where the
+    /// cursor is at the start of an empty row), and writes it all.
+    fn draw_below(&mut self, mut out: String) -> io::Result<()> {
+        if self.active {
+            for row in &self.status {
+                out.push_str(row);
+                out.push_str("\r\n");
+            }
+            self.drawn = self.status.len();
+            self.prompt_row(&mut out);
+        }
+        write_out(out.as_bytes())
     }
 
     /// Draws the prompt row again.
@@ -379,21 +432,16 @@ impl Screen {
         write_out(out.as_bytes())
     }
 
-    /// Prints `rows` above the prompt, which is drawn again below them.
-    /// Each row must already fit the terminal and hold no control
-    /// characters (see [`screen`]).
+    /// Prints `rows` above the status rows and the prompt, which are drawn
+    /// again below them. Each row must already fit the terminal and hold no
+    /// control characters (see [`screen`]).
     pub fn print(&mut self, rows: &[String]) -> io::Result<()> {
         let mut out = String::new();
-        if self.active {
-            out.push_str("\r\x1b[K");
-        }
+        self.clear_below(&mut out);
         for row in rows {
             out.push_str(row);
             out.push_str("\r\n");
         }
-        if self.active {
-            self.prompt_row(&mut out);
-        }
-        write_out(out.as_bytes())
+        self.draw_below(out)
     }
 }
