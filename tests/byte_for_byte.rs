@@ -4,7 +4,7 @@
 //! identical to `f`; and `--json` loses no byte either: a payload that is
 //! not UTF-8 travels as `base64` instead of `text`.
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::io::Write;

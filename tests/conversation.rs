@@ -2,7 +2,7 @@
 //! temporary home: conversations, `chat send`, trust on first use, changed
 //! keys, and a busy server.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::io::Write;

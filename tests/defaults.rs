@@ -2,7 +2,7 @@
 //! `init`; `chat fingerprint` reads identity.pub without the passphrase,
 //! and identity.pub is checked against the key whenever the key is loaded.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

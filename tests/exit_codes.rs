@@ -12,7 +12,7 @@
 //! | 5 | a pinned peer presented a different key |
 //! | 6 | the conversation ended normally but messages were not acknowledged |
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::io::Write;

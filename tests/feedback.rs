@@ -1,7 +1,7 @@
 //! What `connect` and `send` tell a person while they dial: a clear connect
 //! timeout, and with `-v` each step of the handshake in words.
 
-mod common;
+use crate::common;
 
 use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;

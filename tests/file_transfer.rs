@@ -3,7 +3,7 @@
 //! already taken; consent; unsafe names and wrong hashes from a hostile
 //! sender; transfers cut at random offsets and then resumed; tampering.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -153,7 +153,7 @@ fn a_64_mib_file_arrives_byte_for_byte() {
 
 /// A 1 GiB sparse file (all zeros but for a few bytes). Slow in a debug
 /// build; run it with
-/// `cargo test --release --test file_transfer -- --ignored a_1_gib`.
+/// `cargo test --release --test all -- --ignored file_transfer::a_1_gib`.
 #[test]
 #[ignore]
 fn a_1_gib_sparse_file_arrives_byte_for_byte() {

@@ -2,7 +2,7 @@
 //! and stays as it was, and a `/trust` that cannot write (read-only or full
 //! home) says so and leaves `known_peers.toml` intact.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::{Command, Stdio};

@@ -1,7 +1,7 @@
 //! Fingerprints and safety numbers: the documented vectors, and the binary's
 //! output checked against an independent computation.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::path::Path;

@@ -4,7 +4,7 @@
 //! API, so the tests see exactly what each one learned: nothing, until the
 //! user says yes.
 
-mod common;
+use crate::common;
 
 use std::net::{TcpListener, TcpStream};
 use std::process::Command;

@@ -21,7 +21,7 @@
 //! what was written, is `tests/receipts.rs`
 //! `a_hostile_sender_gets_receipts_only_for_what_was_written`.
 
-mod common;
+use crate::common;
 
 use std::io::Read;
 use std::net::{TcpListener, TcpStream};

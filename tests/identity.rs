@@ -1,6 +1,6 @@
 //! `chat init` and loading the identity, through the binary.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::PermissionsExt;

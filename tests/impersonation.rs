@@ -2,7 +2,7 @@
 //! (a man in the middle that terminates the handshake itself), on first
 //! contact and once bob is pinned.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::sync::mpsc;

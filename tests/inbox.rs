@@ -11,7 +11,7 @@
 //! `@NAME`, `/who`, labels on every row, arrivals that never take the
 //! target).
 
-mod common;
+use crate::common;
 
 use std::io::{self, Read, Write};
 use std::net::{TcpListener, TcpStream};

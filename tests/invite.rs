@@ -2,7 +2,7 @@
 //! `chat relay`, prints an invite, and `chat connect`/`chat send INVITE`
 //! reach it through the relay or directly. Loopback only.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::process::{Command, Stdio};

@@ -2,7 +2,7 @@
 //! default one socket for IPv6 and IPv4; the start-up lines list every
 //! address a peer can use, loopback last.
 
-mod common;
+use crate::common;
 
 use std::net::TcpListener;
 use std::process::Stdio;

@@ -2,7 +2,7 @@
 //! bob` dials the address pinned for bob, or the one a `[hosts.bob]` table
 //! in config.toml gives, with its fingerprint and nickname.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::process::Stdio;

@@ -1,7 +1,7 @@
 //! Every way dialling can fail: one clear line on standard error and the
 //! network exit code (3).
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::TcpListener;

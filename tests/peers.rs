@@ -1,6 +1,6 @@
 //! `chat peers list|add|forget` and the known-peers file, through the binary.
 
-mod common;
+use crate::common;
 
 use std::fs;
 

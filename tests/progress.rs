@@ -4,7 +4,7 @@
 //! every byte sent before then as sent in its first instant). Without a
 //! terminal, nothing is drawn.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -183,7 +183,7 @@ fn nothing_is_drawn_without_a_terminal() {
 /// (name, bytes, rate, time left), redrawn as it goes, under which the
 /// half-typed line survives; the row goes when the peer's verdict comes.
 /// Takes about 3 s (a transfer held to 8 MiB/s):
-/// `cargo test --release --test progress -- --ignored`.
+/// `cargo test --release --test all progress:: -- --ignored`.
 #[test]
 #[ignore = "3 s; run with --ignored"]
 fn the_repl_shows_a_status_row_while_it_sends() {
@@ -234,7 +234,7 @@ fn the_repl_shows_a_status_row_while_it_sends() {
 }
 
 /// The same for a file we accept in the REPL.
-/// `cargo test --release --test progress -- --ignored`.
+/// `cargo test --release --test all progress:: -- --ignored`.
 #[test]
 #[ignore = "3 s; run with --ignored"]
 fn the_repl_shows_a_status_row_while_it_receives() {

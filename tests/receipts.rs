@@ -11,7 +11,7 @@
 //!   sending keep-alives) is hung up on within the 2 s of the spec, and
 //!   `serve` exits (`--once`) or takes the next peer.
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::io::{PipeWriter, Read, Write};

@@ -4,7 +4,7 @@
 //! a man in the middle drops, replays or moves ends the session before
 //! anything is delivered.
 
-mod common;
+use crate::common;
 
 use std::fs::{self, File};
 use std::io::Write;

@@ -2,7 +2,7 @@
 //! speak its line protocol (docs/PROTOCOL.md, "Relay"). Clients bind to
 //! 127.0.0.2, 127.0.0.3, ... to play different sources.
 
-mod common;
+use crate::common;
 
 use std::io::{self, Read, Write};
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};

@@ -6,7 +6,7 @@
 //! lost, a message too large for the screen is kept for `/save`, and the
 //! listener's log prints above the prompt, rate-limited.
 
-mod common;
+use crate::common;
 
 use std::io::Write;
 use std::net::{SocketAddr, TcpStream};
@@ -249,7 +249,7 @@ fn nothing_typed_while_no_one_is_connected_is_sent() {
         .filter(|event| event["event"] == "message")
         .map(|event| event["text"].as_str().unwrap().to_string())
         .collect();
-    assert_eq!(texts, ["typed for mallory"]);
+    assert_eq!(texts, ["typed for mallory\n"]);
     assert_eq!(bob.exit_code(), 0);
 }
 
@@ -288,6 +288,8 @@ fn pasted_lines_all_arrive_in_order() {
     wait_prompt(&mut ada, "bob \u{2713}> ");
 
     let lines: Vec<String> = (1..=200).map(|i| format!("line {i:03}")).collect();
+    // Each typed line goes out with its line ending.
+    let sent: Vec<String> = lines.iter().map(|line| format!("{line}\n")).collect();
     let mut paste = lines.join("\r");
     paste.push('\r');
     ada.send(paste.as_bytes());
@@ -296,7 +298,7 @@ fn pasted_lines_all_arrive_in_order() {
         ada.pump();
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
-    assert_eq!(json_messages(&bob), lines);
+    assert_eq!(json_messages(&bob), sent);
 
     ada.send(b"\x1b[200~one\rtwo\r\nthree\x1b[201~");
     wait_prompt(&mut ada, "bob \u{2713}> one\u{21b5}two\u{21b5}three");
@@ -309,7 +311,7 @@ fn pasted_lines_all_arrive_in_order() {
     assert_eq!(outcome.code, Some(0), "{outcome:#?}");
     let messages = json_messages_of(&outcome.stdout);
     assert_eq!(messages.len(), 201);
-    assert_eq!(messages[200], "one\ntwo\nthree");
+    assert_eq!(messages[200], "one\ntwo\nthree\n");
 }
 
 /// What is typed straight after the answer to the first-contact question
@@ -335,7 +337,7 @@ fn typing_ahead_of_the_first_contact_question_loses_nothing() {
     assert_eq!(ada.exit_code(), 0);
     drop(bob_input);
     let outcome = bob.finish(secs(20));
-    assert_eq!(json_messages_of(&outcome.stdout), ["typed ahead"]);
+    assert_eq!(json_messages_of(&outcome.stdout), ["typed ahead\n"]);
 }
 
 fn json_messages_of(stdout: &str) -> Vec<String> {

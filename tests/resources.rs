@@ -4,7 +4,7 @@
 //! a server that has held a thousand sessions holds no more descriptors or
 //! memory than after the first hundred.
 
-mod common;
+use crate::common;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -394,7 +394,7 @@ fn sessions_leave_no_trace() {
 }
 
 /// The same over a thousand sessions (about 30 s on two cores):
-/// `cargo test --release --test resources -- --ignored`.
+/// `cargo test --release --test all resources:: -- --ignored`.
 #[test]
 #[ignore = "a thousand sessions; run with -- --ignored"]
 fn a_thousand_sessions_leave_no_trace() {

@@ -2,7 +2,7 @@
 //! (the bash one parsed by bash itself), a manual page that `man` renders
 //! without a warning, and `--color` / `NO_COLOR`.
 
-mod common;
+use crate::common;
 
 use std::process::{Command, Stdio};
 

@@ -3,7 +3,7 @@
 //! `-l` (serve: where to listen), in --help, the bash completion and the
 //! manual page; and `chat send -p PORT HOST` reaching a serve on that port.
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 

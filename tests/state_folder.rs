@@ -10,7 +10,7 @@
 //! * every command `chat` suggests repeats the user's `--home` or
 //!   `CHAT_HOME`.
 
-mod common;
+use crate::common;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};

@@ -9,7 +9,7 @@
 //! * the tampering is detected: a side ends the session with an error
 //!   (one clear line and a non-zero exit, for the sender).
 
-mod common;
+use crate::common;
 
 use std::process::Stdio;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -348,8 +348,8 @@ fn a_bit_flip_in_any_field_is_detected() {
 }
 
 /// A bit flip at every byte offset of both directions (about 2,100 sessions,
-/// a minute or more on two cores): `cargo test --release --test tamper --
-/// --ignored`.
+/// a minute or more on two cores): `cargo test --release --test all
+/// tamper:: -- --ignored`.
 #[test]
 #[ignore = "every byte: about 2,100 sessions; run with -- --ignored"]
 fn a_bit_flip_at_every_byte_is_detected() {

@@ -5,7 +5,7 @@
 //! key is never pinned; and a large store loads, while one over the limit
 //! says so.
 
-mod common;
+use crate::common;
 
 use std::fmt::Write as _;
 use std::fs;
