@@ -1,6 +1,6 @@
 //! The pure core's costs: handshake CPU per side for each identity size,
 //! record sealing and opening by chunk size, and one small message.
-//! Run with `cargo bench --bench core`.
+//! Run with `cargo bench -p chat-benches --bench core`.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};

@@ -1,6 +1,6 @@
 //! Loading `known_peers.toml`: decoding and checking a store of 12,000 and
 //! of 100,000 entries (issue 11, item 16: loading was quadratic, 8.4 s at
-//! 12,000 entries). Run with `cargo bench --bench known_peers`; results in
+//! 12,000 entries). Run with `cargo bench -p chat-benches --bench known_peers`; results in
 //! docs/PERFORMANCE.md.
 
 use std::fmt::Write as _;

@@ -16,7 +16,6 @@ use std::fmt;
 use std::str::FromStr;
 
 use base64ct::{Base64UrlUnpadded, Encoding};
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::address::Address;
 use crate::crypto::Fingerprint;
@@ -38,8 +37,9 @@ pub const MAX_INVITE: usize = 1024;
 pub const ONCE_LEN: usize = 32;
 
 /// A one-time invite's secret T. Zeroized on drop; `Debug` hides it.
-#[derive(Clone, PartialEq, Eq, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone, PartialEq, Eq)]
 pub struct OnceSecret([u8; ONCE_LEN]);
+crate::crypto::zeroize_on_drop!(OnceSecret { 0 });
 
 impl OnceSecret {
     /// The secret with these bytes (draw them from a CSPRNG).

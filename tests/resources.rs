@@ -390,7 +390,7 @@ fn a_huge_message_that_stops_is_cut_off_with_memory_bounded() {
 /// memory than the first hundred did.
 #[test]
 fn sessions_leave_no_trace() {
-    sessions_leave_no_trace_after(400);
+    sessions_leave_no_trace_after(200);
 }
 
 /// The same over a thousand sessions (about 30 s on two cores):

@@ -18,7 +18,7 @@ use std::mem::ManuallyDrop;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use subtle::ConstantTimeEq;
-use zeroize::{Zeroize, ZeroizeOnDrop};
+use zeroize::Zeroize;
 
 use crate::protocol::{MAX_BYTES_PER_KEY, MAX_RECORDS_PER_KEY, ProtocolError, TAG_LEN};
 use crate::wire::FrameType;
@@ -32,12 +32,12 @@ pub const IV_LEN: usize = 12;
 /// One direction's AES-256-GCM key and IV. Zeroized on drop; `Debug` hides
 /// it; equality is constant-time. Not `Clone`: two sealers made from copies
 /// of one key would reuse nonces.
-#[derive(Zeroize, ZeroizeOnDrop)]
 #[cfg_attr(test, derive(Clone))]
 pub struct TrafficKey {
     key: [u8; KEY_LEN],
     iv: [u8; IV_LEN],
 }
+super::zeroize_on_drop!(TrafficKey { key, iv });
 
 impl TrafficKey {
     /// A key from its parts.

@@ -1,5 +1,25 @@
 //! Cryptographic building blocks. Pure: no sockets, files or terminal.
 
+/// `Zeroize`, a `Drop` that zeroizes, and the `ZeroizeOnDrop` marker for a
+/// type whose secret is in these fields: what zeroize's derive writes,
+/// without the second `syn` that building the derive costs.
+macro_rules! zeroize_on_drop {
+    ($type:ty { $($field:tt),+ }) => {
+        impl zeroize::Zeroize for $type {
+            fn zeroize(&mut self) {
+                $(zeroize::Zeroize::zeroize(&mut self.$field);)+
+            }
+        }
+        impl Drop for $type {
+            fn drop(&mut self) {
+                zeroize::Zeroize::zeroize(self);
+            }
+        }
+        impl zeroize::ZeroizeOnDrop for $type {}
+    };
+}
+pub(crate) use zeroize_on_drop;
+
 pub(crate) mod aead;
 pub mod fingerprint;
 pub mod invite;

@@ -4,7 +4,6 @@
 //! learns a stable name for the room but never R, which the invite carries.
 
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop};
 
 use crate::wire::relay::{ROOM_LEN, RoomId};
 
@@ -15,8 +14,9 @@ pub const ROOM_LABEL: &[u8] = b"chat v2 relay room";
 pub const ROOM_SECRET_LEN: usize = 32;
 
 /// A server's room secret R. Zeroized on drop; `Debug` hides it.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone)]
 pub struct RoomSecret([u8; ROOM_SECRET_LEN]);
+super::zeroize_on_drop!(RoomSecret { 0 });
 
 impl RoomSecret {
     /// The secret with these bytes (draw them from a CSPRNG).

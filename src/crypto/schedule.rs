@@ -24,7 +24,7 @@ use std::fmt;
 
 use hkdf::Hkdf;
 use sha2::{Digest, Sha256};
-use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
+use zeroize::Zeroizing;
 
 use super::aead::{IV_LEN, KEY_LEN, TrafficKey};
 use crate::protocol::{SESSION_SECRET_LEN, labels};
@@ -59,8 +59,9 @@ impl Transcript {
 
 /// The 32-byte secret the initiator wraps for the responder. Zeroized on
 /// drop; `Debug` hides it.
-#[derive(Clone, Zeroize, ZeroizeOnDrop)]
+#[derive(Clone)]
 pub struct SessionSecret([u8; SESSION_SECRET_LEN]);
+super::zeroize_on_drop!(SessionSecret { 0 });
 
 impl SessionSecret {
     /// A secret from its bytes.
@@ -94,9 +95,9 @@ pub struct DirectionalKeys {
 /// current epoch come from it, and so does the next secret. Zeroized on
 /// drop; `Debug` hides it; not `Clone` outside tests (a copy could seal
 /// with a key that should be gone).
-#[derive(Zeroize, ZeroizeOnDrop)]
 #[cfg_attr(test, derive(Clone))]
 pub struct TrafficSecret([u8; 32]);
+super::zeroize_on_drop!(TrafficSecret { 0 });
 
 impl TrafficSecret {
     /// A secret from its bytes.
