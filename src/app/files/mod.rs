@@ -6,7 +6,8 @@
 //! * `save_dir.rs`: the save folder as a directory handle; final names,
 //!   never replacing anything.
 //! * `partials.rs`: partial files kept for a resume, and their expiry.
-//! * `writer.rs`: a partial file written on a thread of its own.
+//! * `writer.rs`: a partial file written with the disk kept busy (writeback
+//!   as it grows, so the final fsync is short).
 
 mod partials;
 pub mod receive;

@@ -224,7 +224,7 @@ impl Downloads {
             return SaveOutcome::WriteFailed;
         };
         current.progress.finish();
-        if let Err(e) = current.writer.finish().and_then(|file| file.sync_all()) {
+        if let Err(e) = current.writer.finish().sync_all() {
             self.last_problem = Some(e.to_string());
             return SaveOutcome::WriteFailed;
         }
@@ -254,8 +254,8 @@ impl Downloads {
                 if let Some(save) = &self.save {
                     save.remove(&current.partial);
                 }
-            } else if let Ok(file) = current.writer.finish() {
-                let _ = file.sync_data();
+            } else {
+                let _ = current.writer.finish().sync_data();
             }
         }
     }
