@@ -14,7 +14,7 @@
 //! session, `crate::session`).
 
 use std::fmt;
-use std::mem::ManuallyDrop;
+use std::mem::MaybeUninit;
 
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, Nonce, Tag, UnboundKey};
 use subtle::ConstantTimeEq;
@@ -83,13 +83,18 @@ impl fmt::Debug for TrafficKey {
 /// portable AES-GCM; `docs/PERFORMANCE.md`). `ring` does not zeroize its key
 /// schedule, so the key lives in a box of its own (a move never leaves a
 /// copy behind) and its bytes are overwritten when the cipher is dropped.
-pub(crate) struct Aes256GcmCipher(Box<ManuallyDrop<LessSafeKey>>);
+pub(crate) struct Aes256GcmCipher(Box<MaybeUninit<LessSafeKey>>);
 
 impl Aes256GcmCipher {
     /// A cipher under `key`.
     pub(crate) fn new(key: &[u8; KEY_LEN]) -> Self {
         let key = UnboundKey::new(&AES_256_GCM, key).expect("a 32-byte AES-256 key");
-        Self(Box::new(ManuallyDrop::new(LessSafeKey::new(key))))
+        Self(Box::new(MaybeUninit::new(LessSafeKey::new(key))))
+    }
+
+    fn key(&self) -> &LessSafeKey {
+        // SAFETY: initialised in `new`, and only uninitialised in `drop`.
+        unsafe { self.0.assume_init_ref() }
     }
 
     /// Encrypts `buffer` in place and returns the tag; `None` if it is too
@@ -101,7 +106,7 @@ impl Aes256GcmCipher {
         buffer: &mut [u8],
     ) -> Option<[u8; TAG_LEN]> {
         let tag = self
-            .0
+            .key()
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(*nonce),
                 Aad::from(aad),
@@ -120,7 +125,7 @@ impl Aes256GcmCipher {
         buffer: &mut [u8],
         tag: &[u8; TAG_LEN],
     ) -> bool {
-        self.0
+        self.key()
             .open_in_place_separate_tag(
                 Nonce::assume_unique_for_key(*nonce),
                 Aad::from(aad),
@@ -135,20 +140,20 @@ impl Aes256GcmCipher {
 #[cfg(test)]
 impl Clone for Aes256GcmCipher {
     fn clone(&self) -> Self {
-        Self(Box::new(ManuallyDrop::new(LessSafeKey::clone(&self.0))))
+        Self(Box::new(MaybeUninit::new(self.key().clone())))
     }
 }
 
 impl Drop for Aes256GcmCipher {
     fn drop(&mut self) {
-        let key: &mut ManuallyDrop<LessSafeKey> = &mut self.0;
-        // SAFETY: the key is dropped once, here, and never used again; its
-        // type holds the key schedule inline (no pointer to other memory),
-        // so overwriting its bytes with zeros erases it, and the box then
-        // frees memory that holds no value needing a drop.
+        // SAFETY: the key was initialised in `new` and is dropped once,
+        // here, then never used again. Its type holds the key schedule
+        // inline (no pointer to memory of its own), so overwriting the
+        // box's bytes erases it; zeros are a valid `MaybeUninit`, and the
+        // box then frees memory holding no value that needs a drop.
         unsafe {
-            ManuallyDrop::drop(key);
-            zeroize::zeroize_flat_type(key as *mut ManuallyDrop<LessSafeKey>);
+            self.0.assume_init_drop();
+            zeroize::zeroize_flat_type(&mut *self.0 as *mut MaybeUninit<LessSafeKey>);
         }
     }
 }
