@@ -304,9 +304,12 @@ impl Shared {
 
     /// Draws the status rows as the transfers are now.
     fn draw_status(&self) {
-        let mut ui = self.lock();
-        let width = ui.screen.width();
-        let rows = self.transfers().rows(Instant::now(), width);
+        self.draw_status_on(&mut self.lock());
+    }
+
+    /// The same, with the screen's lock already held.
+    fn draw_status_on(&self, ui: &mut Ui) {
+        let rows = self.transfers().rows(Instant::now(), ui.screen.width());
         let _ = ui.screen.set_status(rows);
     }
 
@@ -322,8 +325,7 @@ impl Shared {
             let mut ui = self.lock();
             ui.downloads.remove(&id);
             if self.transfers().remove_conversation(id) {
-                let rows = self.transfers().rows(Instant::now(), ui.screen.width());
-                let _ = ui.screen.set_status(rows);
+                self.draw_status_on(&mut ui);
             }
             if let Some(entry) = ui.conversations.remove(id) {
                 let name = entry.name();
