@@ -722,6 +722,11 @@ fn the_repl_sends_files_whose_names_have_spaces() {
     repl.wait_for("saved my report.bin (SHA-256 verified).");
     repl.line(&format!("/send {}", second.replace(' ', "\\ ")));
     repl.wait_for("saved second  copy.bin (SHA-256 verified).");
+    // The notice is printed above the prompt, which is then drawn again:
+    // wait for that redraw rather than read the screen in between.
+    repl.wait_until("the prompt drawn again", |pty| {
+        (pty.cursor_row() == "bob \u{2713}>").then_some(())
+    });
     let screen = repl.screen();
     assert!(
         !screen.iter().any(|row| row.starts_with("sending ")),
