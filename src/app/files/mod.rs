@@ -6,8 +6,9 @@
 //! * `save_dir.rs`: the save folder as a directory handle; final names,
 //!   never replacing anything.
 //! * `partials.rs`: partial files kept for a resume, and their expiry.
-//! * `writer.rs`: a partial file written with the disk kept busy (writeback
-//!   as it grows, so the final fsync is short).
+//! * `writer.rs`: a partial file written straight to the disk (`O_DIRECT`,
+//!   from aligned buffers, a thread handing them over), or through the
+//!   page cache with writeback as it grows where the file system refuses.
 
 mod partials;
 pub mod receive;

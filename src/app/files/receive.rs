@@ -224,7 +224,7 @@ impl Downloads {
             return SaveOutcome::WriteFailed;
         };
         current.progress.finish();
-        if let Err(e) = current.writer.finish().sync_all() {
+        if let Err(e) = current.writer.finish().and_then(|file| file.sync_all()) {
             self.last_problem = Some(e.to_string());
             return SaveOutcome::WriteFailed;
         }
@@ -255,7 +255,7 @@ impl Downloads {
                     save.remove(&current.partial);
                 }
             } else {
-                let _ = current.writer.finish().sync_data();
+                let _ = current.writer.finish().and_then(|file| file.sync_data());
             }
         }
     }
