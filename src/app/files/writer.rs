@@ -14,10 +14,16 @@
 //!   it, so every direct write is whole aligned blocks.
 //! * The tail (less than a block) goes through the page cache, with
 //!   `O_DIRECT` turned off, and the caller's fsync writes it.
-//! * A file system that refuses `O_DIRECT`, when it is asked for or at the
-//!   first write, gets the page cache instead, with writeback started every
-//!   [`WRITEBACK`] bytes so that the final fsync waits only for the last few
-//!   MiB (on this disk a 1 GiB fsync went from about 2 s to 6 ms).
+//! * A file system that refuses `O_DIRECT`, when it is asked for or at a
+//!   write (EINVAL from most; some FUSE servers answer EIO), gets the page
+//!   cache instead: the refused bytes are written again through it, and so
+//!   is everything after, with writeback started every [`WRITEBACK`] bytes
+//!   so that the final fsync waits only for the last few MiB (on this disk
+//!   a 1 GiB fsync went from about 2 s to 6 ms). Only when that write fails
+//!   too is it an error.
+//! * After an error nothing more is written, and the file is cut back to
+//!   the bytes known written, so that a partial kept for a resume is always
+//!   a prefix of the file, without a hole.
 //!
 //! The reader thread copies each record's bytes into the buffer; a full
 //! buffer goes to a thread of its own that only hands it to the disk (which
@@ -56,6 +62,13 @@ pub struct Writer {
     /// Through the page cache: bytes written since writeback was last
     /// started (they end at `at`).
     unflushed: u64,
+    /// Every byte before this offset is written.
+    written: u64,
+    /// The first error: after it nothing more is written.
+    failed: Option<io::Error>,
+    /// A write at this offset fails (tests only).
+    #[cfg(test)]
+    fail_at: Option<u64>,
 }
 
 struct Direct {
@@ -76,13 +89,16 @@ struct Staged {
 }
 
 impl Staged {
-    fn new() -> Self {
-        let memory = vec![0; CHUNK + ALIGN];
-        let start = memory.as_ptr().align_offset(ALIGN);
+    /// A buffer holding `kept` to begin with.
+    fn new(kept: &[u8]) -> Self {
+        let mut memory = vec![0; CHUNK + ALIGN];
+        // The distance to the next multiple of ALIGN (at most ALIGN - 1).
+        let start = (ALIGN - memory.as_ptr() as usize % ALIGN) % ALIGN;
+        memory[start..start + kept.len()].copy_from_slice(kept);
         Self {
             memory,
             start,
-            len: 0,
+            len: kept.len(),
         }
     }
 
@@ -98,46 +114,59 @@ impl Staged {
         self.len += n;
         n
     }
+
+    /// Forgets the first `n` bytes.
+    fn consume(&mut self, n: usize) {
+        let (start, end) = (self.start, self.start + self.len);
+        self.memory.copy_within(start + n..end, start);
+        self.len -= n;
+    }
 }
 
 /// A full buffer, where it goes, and (on its way back) how its write went.
 struct Job {
     staged: Staged,
     at: u64,
+    /// Fail instead of writing (tests only; always false otherwise).
+    fail: bool,
     result: io::Result<()>,
 }
 
 /// The thread that hands full buffers to the disk, one at a time.
 struct Disk {
-    to_disk: SyncSender<Job>,
+    /// `None` once dropped, so that the thread ends.
+    to_disk: Option<SyncSender<Job>>,
     back: Receiver<Job>,
     /// Whether a buffer is out.
     busy: bool,
+    thread: Option<thread::JoinHandle<()>>,
 }
 
 impl Disk {
     fn start(file: File) -> io::Result<Self> {
         let (to_disk, jobs) = mpsc::sync_channel::<Job>(1);
         let (done, back) = mpsc::sync_channel(1);
-        thread::Builder::new()
+        let thread = thread::Builder::new()
             .name("file writer".into())
             .spawn(move || {
                 for mut job in jobs {
-                    job.result = file.write_all_at(job.staged.filled(), job.at);
+                    job.result = write_at(&file, job.staged.filled(), job.at, job.fail);
                     if done.send(job).is_err() {
                         break;
                     }
                 }
             })?;
         Ok(Self {
-            to_disk,
+            to_disk: Some(to_disk),
             back,
             busy: false,
+            thread: Some(thread),
         })
     }
 
     fn send(&mut self, job: Job) -> io::Result<()> {
-        self.to_disk.send(job).map_err(|_| stopped())?;
+        let to_disk = self.to_disk.as_ref().ok_or_else(stopped)?;
+        to_disk.send(job).map_err(|_| stopped())?;
         self.busy = true;
         Ok(())
     }
@@ -151,12 +180,27 @@ impl Disk {
     }
 }
 
+impl Drop for Disk {
+    /// Waits for the buffer that is out (one write at most), so that no
+    /// write lands after the file was given up.
+    fn drop(&mut self) {
+        self.to_disk = None;
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
 fn stopped() -> io::Error {
     io::Error::other("the thread writing the file stopped")
 }
 
-fn refused_direct(error: &io::Error) -> bool {
-    error.raw_os_error() == Some(libc::EINVAL)
+/// Writes `bytes` at `at`, or fails as asked (tests).
+fn write_at(file: &File, bytes: &[u8], at: u64, fail: bool) -> io::Result<()> {
+    if fail {
+        return Err(io::Error::from_raw_os_error(libc::EIO));
+    }
+    file.write_all_at(bytes, at)
 }
 
 impl Writer {
@@ -165,19 +209,15 @@ impl Writer {
     pub fn new(file: File) -> io::Result<Self> {
         let mut writer = Self::buffered(file)?;
         let block = writer.at - writer.at % ALIGN as u64;
-        let mut filling = Staged::new();
         // The kept bytes of the block where writing resumes, read while the
         // page cache is still in use.
-        let kept = (writer.at - block) as usize;
-        writer.file.read_exact_at(
-            &mut filling.memory[filling.start..filling.start + kept],
-            block,
-        )?;
-        filling.len = kept;
+        let mut kept = [0; ALIGN];
+        let kept = &mut kept[..(writer.at - block) as usize];
+        writer.file.read_exact_at(kept, block)?;
         if set_direct(&writer.file, true) {
             writer.at = block;
             writer.direct = Some(Direct {
-                filling,
+                filling: Staged::new(kept),
                 disk: None,
             });
         }
@@ -193,6 +233,10 @@ impl Writer {
             at,
             direct: None,
             unflushed: 0,
+            written: at,
+            failed: None,
+            #[cfg(test)]
+            fail_at: None,
         })
     }
 
@@ -202,8 +246,35 @@ impl Writer {
         self.direct.is_some()
     }
 
-    /// Appends `data`.
-    pub fn write(&mut self, mut data: &[u8]) -> io::Result<()> {
+    /// Whether a write at `at` is to fail (tests).
+    #[cfg(test)]
+    fn fails_at(&self, at: u64) -> bool {
+        self.fail_at == Some(at)
+    }
+
+    #[cfg(not(test))]
+    fn fails_at(&self, _: u64) -> bool {
+        false
+    }
+
+    /// Appends `data`. After an error, every call fails.
+    pub fn write(&mut self, data: &[u8]) -> io::Result<()> {
+        if let Some(e) = &self.failed {
+            return Err(again(e));
+        }
+        let result = self.append(data);
+        self.note(result)
+    }
+
+    /// Keeps the first error.
+    fn note(&mut self, result: io::Result<()>) -> io::Result<()> {
+        if let Err(e) = &result {
+            self.failed.get_or_insert(again(e));
+        }
+        result
+    }
+
+    fn append(&mut self, mut data: &[u8]) -> io::Result<()> {
         while let Some(direct) = &mut self.direct {
             if data.is_empty() {
                 return Ok(());
@@ -219,17 +290,19 @@ impl Writer {
     /// Gives the full buffer to the disk thread and goes on with the other.
     fn hand_over(&mut self) -> io::Result<()> {
         let spare = self.collect()?;
+        let fail = self.fails_at(self.at);
         let Some(direct) = &mut self.direct else {
-            return Ok(()); // The file system refused: all written already.
+            return Ok(()); // Refused: all written through the page cache.
         };
         let disk = match &mut direct.disk {
             Some(disk) => disk,
             None => direct.disk.insert(Disk::start(self.file.try_clone()?)?),
         };
-        let full = std::mem::replace(&mut direct.filling, spare.unwrap_or_else(Staged::new));
+        let empty = spare.unwrap_or_else(|| Staged::new(&[]));
         disk.send(Job {
-            staged: full,
+            staged: std::mem::replace(&mut direct.filling, empty),
             at: self.at,
+            fail,
             result: Ok(()),
         })?;
         self.at += CHUNK as u64;
@@ -237,8 +310,8 @@ impl Writer {
     }
 
     /// Waits for the buffer that is out, if any, and returns it emptied. If
-    /// the file system refused to write it directly, it and the buffer
-    /// being filled go through the page cache, and so does everything after.
+    /// its write failed, it is written again through the page cache, and so
+    /// are the buffer being filled and everything after.
     fn collect(&mut self) -> io::Result<Option<Staged>> {
         let Some(disk) = self.direct.as_mut().and_then(|d| d.disk.as_mut()) else {
             return Ok(None);
@@ -246,19 +319,22 @@ impl Writer {
         let Some(mut job) = disk.wait()? else {
             return Ok(None);
         };
-        match job.result {
-            Ok(()) => {
-                job.staged.len = 0;
-                Ok(Some(job.staged))
-            }
-            Err(e) if refused_direct(&e) => {
-                set_direct(&self.file, false);
-                self.file.write_all_at(job.staged.filled(), job.at)?;
-                self.leave_direct()?;
-                Ok(None)
-            }
-            Err(e) => Err(e),
+        let end = job.at + job.staged.len as u64;
+        if job.result.is_err() {
+            set_direct(&self.file, false);
+            write_at(
+                &self.file,
+                job.staged.filled(),
+                job.at,
+                self.fails_at(job.at),
+            )?;
+            self.written = end;
+            self.leave_direct()?;
+            return Ok(None);
         }
+        self.written = end;
+        job.staged.len = 0;
+        Ok(Some(job.staged))
     }
 
     /// Goes on through the page cache, starting with the bytes of the
@@ -272,8 +348,9 @@ impl Writer {
     }
 
     fn write_through_cache(&mut self, data: &[u8]) -> io::Result<()> {
-        self.file.write_all_at(data, self.at)?;
+        write_at(&self.file, data, self.at, self.fails_at(self.at))?;
         self.at += data.len() as u64;
+        self.written = self.at;
         self.unflushed += data.len() as u64;
         if self.unflushed >= WRITEBACK {
             start_writeback(&self.file, self.at - self.unflushed, self.unflushed);
@@ -282,29 +359,48 @@ impl Writer {
         Ok(())
     }
 
-    /// The file, everything written and positioned at its end (not yet
-    /// flushed: the caller syncs).
-    pub fn finish(mut self) -> io::Result<File> {
+    /// Writes what is staged: the whole blocks directly, the tail through
+    /// the page cache.
+    fn flush(&mut self) -> io::Result<()> {
         self.collect()?;
-        if let Some(direct) = &mut self.direct {
-            // The whole blocks directly, the tail through the page cache.
-            let filling = &mut direct.filling;
-            let whole = filling.len - filling.len % ALIGN;
-            let blocks = &filling.memory[filling.start..filling.start + whole];
-            match self.file.write_all_at(blocks, self.at) {
-                Ok(()) => {
-                    let (start, end) = (filling.start, filling.start + filling.len);
-                    filling.memory.copy_within(start + whole..end, start);
-                    filling.len -= whole;
-                    self.at += whole as u64;
-                }
-                Err(e) if refused_direct(&e) => {}
-                Err(e) => return Err(e),
-            }
-            self.leave_direct()?;
+        let fail = self.fails_at(self.at);
+        let Some(direct) = &mut self.direct else {
+            return Ok(());
+        };
+        let filling = &mut direct.filling;
+        let whole = filling.len - filling.len % ALIGN;
+        if write_at(&self.file, &filling.filled()[..whole], self.at, fail).is_ok() {
+            filling.consume(whole);
+            self.at += whole as u64;
+            self.written = self.at;
+        }
+        self.leave_direct()
+    }
+
+    /// The file, everything written and positioned at its end (not yet
+    /// flushed: the caller syncs). After an error, the file is cut back to
+    /// the bytes known written (a prefix, without a hole) and the error
+    /// returned.
+    pub fn finish(mut self) -> io::Result<File> {
+        if self.failed.is_none() {
+            let result = self.flush();
+            let _ = self.note(result);
+        }
+        if let Some(e) = self.failed.take() {
+            self.direct = None; // Waits for a write still out.
+            let _ = self.file.set_len(self.written);
+            return Err(e);
         }
         self.file.seek(SeekFrom::Start(self.at))?;
         Ok(self.file)
+    }
+}
+
+/// The same error again (an `io::Error` cannot be cloned).
+fn again(error: &io::Error) -> io::Error {
+    match error.raw_os_error() {
+        Some(code) => io::Error::from_raw_os_error(code),
+        None => io::Error::new(error.kind(), error.to_string()),
     }
 }
 
@@ -365,6 +461,25 @@ mod tests {
         back
     }
 
+    /// The file's bytes as the disk has them: read with `O_DIRECT`, past
+    /// the page cache (which the kernel writes out first where it holds
+    /// any of them).
+    fn read_back_direct(file: &File) -> Vec<u8> {
+        assert!(set_direct(file, true));
+        let mut buffer = Staged::new(&[]);
+        let mut back = Vec::new();
+        loop {
+            let window = &mut buffer.memory[buffer.start..buffer.start + CHUNK];
+            let n = file.read_at(window, back.len() as u64).unwrap();
+            back.extend_from_slice(&window[..n]);
+            if n < CHUNK {
+                break;
+            }
+        }
+        assert!(set_direct(file, false));
+        back
+    }
+
     /// An unnamed file in the package's folder, where the tests run: on a
     /// real disk, where `O_DIRECT` is expected to work (the system's
     /// temporary folder may be a file system without it).
@@ -392,6 +507,11 @@ mod tests {
                 }
                 let mut file = writer.finish().unwrap();
                 assert_eq!(file.stream_position().unwrap(), expected.len() as u64);
+                let on_disk = read_back_direct(&file);
+                assert!(
+                    on_disk == expected,
+                    "disk differs: kept {kept}, pieces of {piece}"
+                );
                 let back = read_back(file);
                 assert!(back == expected, "differs: kept {kept}, pieces of {piece}");
             }
@@ -417,6 +537,38 @@ mod tests {
             let back = read_back(writer.finish().unwrap());
             assert!(back == data, "differs after a refusal ({len} bytes)");
         }
+    }
+
+    #[test]
+    fn after_an_error_nothing_more_is_written_and_the_file_is_a_prefix() {
+        // The second buffer's write fails, on the disk thread and again
+        // through the page cache: the third buffer, already filled, must
+        // not land after the gap.
+        let mut writer = Writer::new(disk_file()).unwrap();
+        writer.fail_at = Some(CHUNK as u64);
+        let data = pattern(CHUNK * 3 + 100, 5);
+        let error = writer.write(&data).unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+        let error = writer.write(b"more").unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+        let file = writer.file.try_clone().unwrap();
+        let error = writer.finish().unwrap_err();
+        assert_eq!(error.raw_os_error(), Some(libc::EIO), "{error}");
+        let back = read_back(file);
+        assert_eq!(back.len(), CHUNK, "cut back to the first buffer");
+        assert!(back == data[..CHUNK], "the kept prefix differs");
+    }
+
+    #[test]
+    fn a_writer_dropped_unfinished_leaves_no_write_behind() {
+        // Two buffers handed over, the second still out when dropped: the
+        // drop waits for it, so nothing lands in the file afterwards.
+        let file = disk_file();
+        let look = file.try_clone().unwrap();
+        let mut writer = Writer::new(file).unwrap();
+        writer.write(&pattern(CHUNK * 2 + 10, 9)).unwrap();
+        drop(writer);
+        assert_eq!(look.metadata().unwrap().len(), 2 * CHUNK as u64);
     }
 
     #[test]
