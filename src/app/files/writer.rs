@@ -6,7 +6,8 @@
 //! copied into a freshly allocated page cache page, and on this project's
 //! virtual machines that copy was 72 % of the receiver's time (each new page
 //! is a first touch of guest memory; docs/PERFORMANCE.md "Files"). So on
-//! Linux the file is written with `O_DIRECT`: the bytes are gathered in one
+//! Linux, on a local file system (ext4, XFS, Btrfs, F2FS, tmpfs; never a
+//! network or FUSE one), the file is written with `O_DIRECT`: the bytes are gathered in one
 //! aligned buffer of [`CHUNK`] bytes and handed to the disk from there.
 //!
 //! * A resume starts anywhere: the buffer then starts at the block holding
@@ -214,7 +215,7 @@ impl Writer {
         let mut kept = [0; ALIGN];
         let kept = &mut kept[..(writer.at - block) as usize];
         writer.file.read_exact_at(kept, block)?;
-        if set_direct(&writer.file, true) {
+        if on_local_disk(&writer.file) && set_direct(&writer.file, true) {
             writer.at = block;
             writer.direct = Some(Direct {
                 filling: Staged::new(kept),
@@ -404,6 +405,35 @@ fn again(error: &io::Error) -> io::Error {
     }
 }
 
+/// Whether `file` is on a local file system whose direct writes are known
+/// to work and to be fast: ext2/3/4, XFS, Btrfs, F2FS, tmpfs. Not a network
+/// or FUSE file system, where each direct write can be a synchronous round
+/// trip to a server (nfs(5)) or refused with any error.
+#[cfg(target_os = "linux")]
+fn on_local_disk(file: &File) -> bool {
+    let Ok(stat) = rustix::fs::fstatfs(file) else {
+        return false;
+    };
+    // The field and the constants have the same type on each target, but
+    // not the same on every target.
+    #[allow(clippy::unnecessary_cast)]
+    let kind = stat.f_type as i64;
+    #[allow(clippy::unnecessary_cast)]
+    let local = [
+        libc::EXT4_SUPER_MAGIC as i64,
+        libc::XFS_SUPER_MAGIC as i64,
+        libc::BTRFS_SUPER_MAGIC as i64,
+        libc::F2FS_SUPER_MAGIC as i64,
+        libc::TMPFS_MAGIC as i64,
+    ];
+    local.contains(&kind)
+}
+
+#[cfg(not(target_os = "linux"))]
+fn on_local_disk(_: &File) -> bool {
+    false
+}
+
 /// Turns `O_DIRECT` on or off for `file`; whether that worked.
 #[cfg(target_os = "linux")]
 fn set_direct(file: &File, on: bool) -> bool {
@@ -480,11 +510,15 @@ mod tests {
         back
     }
 
-    /// An unnamed file in the package's folder, where the tests run: on a
-    /// real disk, where `O_DIRECT` is expected to work (the system's
-    /// temporary folder may be a file system without it).
+    /// An unnamed file on a local disk file system, where `O_DIRECT` is
+    /// expected to work: in the package's folder, where the tests run, or
+    /// else in the system's temporary folder.
     fn disk_file() -> File {
-        tempfile::tempfile_in(".").unwrap()
+        [std::path::PathBuf::from("."), std::env::temp_dir()]
+            .iter()
+            .map(|folder| tempfile::tempfile_in(folder).unwrap())
+            .find(on_local_disk)
+            .expect("neither the package's folder nor the temporary folder is on ext4, XFS, Btrfs, F2FS or tmpfs")
     }
 
     #[test]
