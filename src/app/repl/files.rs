@@ -4,8 +4,8 @@
 //! conversation's handler (`app/files/receive.rs`) with how to answer them.
 //!
 //! `/send` takes its paths as a shell would split them: words between
-//! spaces, with `"…"`, `'…'` and `\` for names with spaces (no variables,
-//! no wildcards).
+//! spaces, with `"…"`, `'…'` and `\` for names with spaces, and `~/`
+//! outside quotes for the home folder (no variables, no wildcards).
 
 use std::fmt;
 use std::path::PathBuf;
@@ -41,15 +41,45 @@ impl fmt::Display for QuoteError {
     }
 }
 
-/// The words of `text` as a shell splits them (without expanding
-/// anything): whitespace separates words; `'…'` keeps everything inside
+/// A word as typed, and whether it began with `~/` outside quotes.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Word {
+    pub text: String,
+    pub home: bool,
+}
+
+impl Word {
+    /// The path it names: a `~/` outside quotes is the home folder, as in a
+    /// shell (`"~/x"`, `'~/x'` and `\~/x` name a folder called `~`).
+    pub fn path(&self) -> PathBuf {
+        if self.home {
+            receive::expand_home(&self.text)
+        } else {
+            PathBuf::from(&self.text)
+        }
+    }
+}
+
+#[cfg(test)]
+impl From<&str> for Word {
+    fn from(text: &str) -> Self {
+        Word {
+            text: text.into(),
+            home: false,
+        }
+    }
+}
+
+/// The words of `text` as a shell splits them (expanding nothing, but
+/// noting a `~/` outside quotes at a word's start): whitespace separates
+/// words; `'…'` keeps everything inside
 /// as it is; `"…"` too, except that `\"` and `\\` stand for `"` and `\`;
 /// elsewhere `\` makes the next character plain (`my\ file.pdf`). Quotes
 /// may join a word's parts (`"my file".pdf`), and `""` is an empty word.
-pub fn words(text: &str) -> Result<Vec<String>, QuoteError> {
+pub fn words(text: &str) -> Result<Vec<Word>, QuoteError> {
     let mut words = Vec::new();
     // The word being read, if one has begun (a word may be empty: "").
-    let mut word: Option<String> = None;
+    let mut word: Option<Word> = None;
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         match c {
@@ -59,7 +89,7 @@ pub fn words(text: &str) -> Result<Vec<String>, QuoteError> {
                 }
             }
             '\'' => {
-                let word = word.get_or_insert_with(String::new);
+                let word = &mut word.get_or_insert_with(Word::default).text;
                 loop {
                     match chars.next() {
                         Some('\'') => break,
@@ -69,7 +99,7 @@ pub fn words(text: &str) -> Result<Vec<String>, QuoteError> {
                 }
             }
             '"' => {
-                let word = word.get_or_insert_with(String::new);
+                let word = &mut word.get_or_insert_with(Word::default).text;
                 loop {
                     match chars.next() {
                         Some('"') => break,
@@ -87,10 +117,16 @@ pub fn words(text: &str) -> Result<Vec<String>, QuoteError> {
                 }
             }
             '\\' => match chars.next() {
-                Some(c) => word.get_or_insert_with(String::new).push(c),
+                Some(c) => word.get_or_insert_with(Word::default).text.push(c),
                 None => return Err(QuoteError::TrailingBackslash),
             },
-            c => word.get_or_insert_with(String::new).push(c),
+            '~' if word.is_none() && chars.clone().next() == Some('/') => {
+                word = Some(Word {
+                    text: "~".into(),
+                    home: true,
+                });
+            }
+            c => word.get_or_insert_with(Word::default).text.push(c),
         }
     }
     words.extend(word);
@@ -104,14 +140,14 @@ fn offer_number(text: Option<&str>) -> Option<u64> {
 
 impl Repl {
     /// `/send PATH...`: one offer of these files and folders.
-    pub(super) fn send_files(&self, paths: &[String], addressee: &Addressee) {
+    pub(super) fn send_files(&self, paths: &[Word], addressee: &Addressee) {
         if paths.is_empty() {
             self.notice(
                 "Usage: /send PATH... (files and folders, offered to the peer as one offer)",
             );
             return;
         }
-        let paths: Vec<PathBuf> = paths.iter().map(|p| receive::expand_home(p)).collect();
+        let paths: Vec<PathBuf> = paths.iter().map(Word::path).collect();
         let picked = match crate::app::files::send::pick(&paths) {
             Ok(picked) => picked,
             Err(e) => {
@@ -339,16 +375,29 @@ mod tests {
             ("a\\ ", &["a "]),
         ];
         for (typed, expected) in ok {
+            let texts = words(typed).map(|words| words.into_iter().map(|w| w.text).collect());
             assert_eq!(
-                words(typed).as_deref(),
-                Ok(expected
-                    .iter()
-                    .map(|s| s.to_string())
-                    .collect::<Vec<_>>()
-                    .as_slice()),
+                texts,
+                Ok(expected.iter().map(|s| s.to_string()).collect::<Vec<_>>()),
                 "{typed:?}"
             );
         }
+        // Only a `~/` outside quotes at a word's start is the home folder.
+        let home: &[(&str, &[bool])] = &[
+            ("~/a ~/b", &[true, true]),
+            (r#"\~/a '~/b' "~/c" x~/d ~ ~x"#, &[false; 6]),
+            ("~/'my docs'/x", &[true]),
+        ];
+        for (typed, expected) in home {
+            let homes: Vec<bool> = words(typed).unwrap().iter().map(|w| w.home).collect();
+            assert_eq!(homes, *expected, "{typed:?}");
+        }
+        let word = &words("~/'my docs'/x").unwrap()[0];
+        assert_eq!(word.text, "~/my docs/x");
+        if let Some(home) = std::env::var_os("HOME") {
+            assert_eq!(word.path(), std::path::Path::new(&home).join("my docs/x"));
+        }
+        assert_eq!(words("'~/x'").unwrap()[0].path(), PathBuf::from("~/x"));
         let bad: &[(&str, QuoteError)] = &[
             ("\"my file.pdf", QuoteError::Unclosed('"')),
             ("a 'b", QuoteError::Unclosed('\'')),

@@ -1077,7 +1077,7 @@ enum Input {
     Trust(Option<String>),
     Save(Option<String>),
     Invite,
-    Send(Result<Vec<String>, files::QuoteError>),
+    Send(Result<Vec<files::Word>, files::QuoteError>),
     Accept(Option<String>),
     Reject(Option<String>),
     Cancel(Option<String>),
