@@ -7,8 +7,9 @@
 //! virtual machines that copy was 72 % of the receiver's time (each new page
 //! is a first touch of guest memory; docs/PERFORMANCE.md "Files"). So on
 //! Linux, on a local file system (ext4, XFS, Btrfs, F2FS, tmpfs; never a
-//! network or FUSE one), the file is written with `O_DIRECT`: the bytes are gathered in one
-//! aligned buffer of [`CHUNK`] bytes and handed to the disk from there.
+//! network or FUSE one), the file is written with `O_DIRECT`: the bytes are
+//! gathered in aligned buffers of [`CHUNK`] bytes and handed to the disk
+//! from there.
 //!
 //! * A resume starts anywhere: the buffer then starts at the block holding
 //!   the resume offset, with the kept bytes of that block read back into
