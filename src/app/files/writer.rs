@@ -149,7 +149,7 @@ impl Disk {
         let (to_disk, jobs) = mpsc::sync_channel::<Job>(1);
         let (done, back) = mpsc::sync_channel(1);
         let thread = thread::Builder::new()
-            .name("file writer".into())
+            .name("chat-disk".into())
             .spawn(move || {
                 for mut job in jobs {
                     job.result = write_at(&file, job.staged.filled(), job.at, job.fail);
