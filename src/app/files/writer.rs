@@ -23,6 +23,9 @@
 //!   so that the final fsync waits only for the last few MiB (on this disk
 //!   a 1 GiB fsync went from about 2 s to 6 ms). Only when that write fails
 //!   too is it an error.
+//! * At most [`DIRECT_FILES`] files at once are written directly; the
+//!   others go through the page cache, so that many peers sending at once
+//!   cannot make us hold more than 16 MiB of buffers.
 //! * After an error nothing more is written, and the file is cut back to
 //!   the bytes known written, so that a partial kept for a resume is always
 //!   a prefix of the file, without a hole.
@@ -38,6 +41,7 @@
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::FileExt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::thread;
 
@@ -78,6 +82,39 @@ struct Direct {
     filling: Staged,
     /// The thread that writes full buffers, from the first one on.
     disk: Option<Disk>,
+    /// Its place among the files written directly (given back last, once
+    /// the thread is done).
+    _place: Place,
+}
+
+/// Files written directly at once in this process, at most: each holds two
+/// buffers and a thread, so that `chat serve` receiving from many peers
+/// holds at most 16 MiB of them; the files beyond go through the page
+/// cache.
+const DIRECT_FILES: usize = 8;
+
+/// How many files are written directly now.
+static DIRECT_NOW: AtomicUsize = AtomicUsize::new(0);
+
+/// One of the [`DIRECT_FILES`] places, given back when dropped.
+struct Place(&'static AtomicUsize);
+
+impl Place {
+    /// A place, if fewer than `most` of `count`'s are taken.
+    fn take(count: &'static AtomicUsize, most: usize) -> Option<Self> {
+        count
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
+                (n < most).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Place(count))
+    }
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::AcqRel);
+    }
 }
 
 /// Bytes waiting for a direct write.
@@ -216,11 +253,15 @@ impl Writer {
         let mut kept = [0; ALIGN];
         let kept = &mut kept[..(writer.at - block) as usize];
         writer.file.read_exact_at(kept, block)?;
-        if on_local_disk(&writer.file) && set_direct(&writer.file, true) {
+        let place = Place::take(&DIRECT_NOW, DIRECT_FILES);
+        if let Some(place) = place.filter(|_| on_local_disk(&writer.file))
+            && set_direct(&writer.file, true)
+        {
             writer.at = block;
             writer.direct = Some(Direct {
                 filling: Staged::new(kept),
                 disk: None,
+                _place: place,
             });
         }
         Ok(writer)
@@ -604,6 +645,17 @@ mod tests {
         writer.write(&pattern(CHUNK * 2 + 10, 9)).unwrap();
         drop(writer);
         assert_eq!(look.metadata().unwrap().len(), 2 * CHUNK as u64);
+    }
+
+    #[test]
+    fn places_are_limited_and_given_back() {
+        static COUNT: AtomicUsize = AtomicUsize::new(0);
+        let taken: Vec<Place> = (0..3).map_while(|_| Place::take(&COUNT, 3)).collect();
+        assert_eq!(taken.len(), 3);
+        assert!(Place::take(&COUNT, 3).is_none(), "a fourth place");
+        drop(taken);
+        assert_eq!(COUNT.load(Ordering::Acquire), 0);
+        assert!(Place::take(&COUNT, 3).is_some(), "a place given back");
     }
 
     #[test]
