@@ -325,7 +325,6 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
         deadlines,
         relayed,
     } = *connection;
-    let mut no_key = false;
     let mut left = false;
     let result = respond_with(
         stream,
@@ -338,7 +337,15 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
                 return None;
             }
             let Some(key) = context.keys.take(id, prefix, deadlines.handshake, dropped) else {
-                no_key = !dropped.load(Ordering::SeqCst);
+                // Logged before the refusal goes out, so that the log has it
+                // by the time the peer knows.
+                if !dropped.load(Ordering::SeqCst) {
+                    context.verbose(|| {
+                        format!(
+                            "refused {address}: busy (no transient key within the handshake deadline)"
+                        )
+                    });
+                }
                 return None;
             };
             // A key nobody has seen goes back to the pool if the connection
@@ -366,12 +373,6 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
                 context.log.always(format!(
                     "handshake with {address} failed: the peer left before the server's reply"
                 ));
-            } else if no_key {
-                context.verbose(|| {
-                    format!(
-                        "refused {address}: busy (no transient key within the handshake deadline)"
-                    )
-                });
             }
             return;
         }
@@ -469,12 +470,14 @@ fn claim(
             });
         }
         Err(_) => {
-            connected.close(CloseReason::Busy);
+            // Logged first: the close waits for the peer to hang up, and
+            // the program may be over by then (serve --once).
             context.log.always(format!(
                 "refused {address}: busy ({} conversation{} held, none can give way)",
                 context.slots.max(),
                 if context.slots.max() == 1 { "" } else { "s" }
             ));
+            connected.close(CloseReason::Busy);
         }
     }
 }
