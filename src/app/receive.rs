@@ -168,10 +168,11 @@ pub enum SaveError {
     },
 }
 
-/// `~/...` means the home folder, as in a shell.
+/// `~/...` means the home folder, as in a shell (`~//x` too: the slashes
+/// after `~` never make the rest an absolute path).
 pub fn expand_home(path: &str) -> PathBuf {
     match (path.strip_prefix("~/"), std::env::var_os("HOME")) {
-        (Some(rest), Some(home)) => Path::new(&home).join(rest),
+        (Some(rest), Some(home)) => Path::new(&home).join(rest.trim_start_matches('/')),
         _ => PathBuf::from(path),
     }
 }

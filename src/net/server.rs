@@ -338,8 +338,15 @@ fn handle(stream: TcpStream, connection: &Connection, dropped: &AtomicBool, cont
             }
             let Some(key) = context.keys.take(id, prefix, deadlines.handshake, dropped) else {
                 // Logged before the refusal goes out, so that the log has it
-                // by the time the peer knows.
-                if !dropped.load(Ordering::SeqCst) {
+                // by the time the peer knows. Out of the admission table
+                // first (under its lock, where `dropped` is set), so that no
+                // newcomer can drop it too and log that.
+                let was_dropped = {
+                    let mut table = context.admission();
+                    table.remove(id);
+                    dropped.load(Ordering::SeqCst)
+                };
+                if !was_dropped {
                     context.verbose(|| {
                         format!(
                             "refused {address}: busy (no transient key within the handshake deadline)"

@@ -396,6 +396,11 @@ mod tests {
         assert_eq!(word.text, "~/my docs/x");
         if let Some(home) = std::env::var_os("HOME") {
             assert_eq!(word.path(), std::path::Path::new(&home).join("my docs/x"));
+            // More slashes never make it an absolute path.
+            for typed in ["~//etc/x", "~/\"/etc/x\""] {
+                let path = words(typed).unwrap()[0].path();
+                assert_eq!(path, std::path::Path::new(&home).join("etc/x"), "{typed}");
+            }
         }
         assert_eq!(words("'~/x'").unwrap()[0].path(), PathBuf::from("~/x"));
         let bad: &[(&str, QuoteError)] = &[
