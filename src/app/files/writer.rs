@@ -276,16 +276,16 @@ impl Writer {
     /// `count`'s places are taken.
     fn limited(file: File, count: &'static AtomicUsize, most: usize) -> io::Result<Self> {
         let mut writer = Self::buffered(file)?;
+        let Some(place) = Place::take(count, most).filter(|_| on_local_disk(&writer.file)) else {
+            return Ok(writer);
+        };
         let block = writer.at - writer.at % ALIGN as u64;
         // The kept bytes of the block where writing resumes, read while the
         // page cache is still in use.
         let mut kept = [0; ALIGN];
         let kept = &mut kept[..(writer.at - block) as usize];
         writer.file.read_exact_at(kept, block)?;
-        let place = Place::take(count, most);
-        if let Some(place) = place.filter(|_| on_local_disk(&writer.file))
-            && set_direct(&writer.file, true)
-        {
+        if set_direct(&writer.file, true) {
             writer.at = block;
             writer.direct = Some(Direct {
                 filling: Staged::new(kept),
