@@ -487,6 +487,10 @@ impl Repl {
             .send()
             .set_rekey_limit(self.shared.settings.rekey_limit);
         let max_message = self.shared.settings.max_message;
+        // The screen's lock is held from before the reader starts until the
+        // conversation can take lines: what the peer sends first (an offer,
+        // say) is shown only once `/accept` and typed lines can reach it.
+        let mut ui = self.shared.lock();
         let started = match activity {
             Some(activity) => {
                 Conversation::over(connected, max_message, Tracked::new(handler, activity))
@@ -495,7 +499,6 @@ impl Repl {
         };
         match started {
             Ok(conversation) => {
-                let mut ui = self.shared.lock();
                 ui.downloads.insert(id, downloads);
                 if ui.conversations.started(id, conversation.sender()) {
                     ui.notice(&arrival)?;
@@ -504,7 +507,6 @@ impl Repl {
                 Ok(conversation)
             }
             Err(e) => {
-                let mut ui = self.shared.lock();
                 ui.conversations.remove(id);
                 ui.refresh_prompt()?;
                 Err(e)
